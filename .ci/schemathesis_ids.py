@@ -1,0 +1,28 @@
+"""Print `export ST_...=<id>` lines naming demo objects for .ci/schemathesis.toml.
+
+Run with `manage.py shell < .ci/schemathesis_ids.py` after load_demo.
+"""
+
+from metering.models import Estate, Gateway, Meter, Register, ServicePlace
+from readings.models import Reading
+
+demo = {"account__slug": "demo"}
+main = Meter.objects.filter(**demo, sub_meters__isnull=False).order_by("id").first()
+register = Register.objects.filter(meter__account__slug="demo", is_default=False).order_by("id")[0]
+estate = Estate.objects.filter(**demo, meters__isnull=False).order_by("id").first()
+ids = {
+    "ST_METER_ID": main.pk,
+    "ST_REGISTER_METER_ID": register.meter_id,
+    "ST_REGISTER_ID": register.pk,
+    "ST_ESTATE_ID": estate.pk,
+    "ST_PLACE_ID": estate.place_id,
+    "ST_SERVICE_PLACE_ID": ServicePlace.objects.filter(**demo).order_by("id")[0].pk,
+    "ST_GATEWAY_ID": Gateway.objects.filter(**demo).order_by("id")[0].pk,
+    # The latest reading of a meter, which fuzzed writes may change without a lock.
+    "ST_READING_METER_ID": (
+        latest := Reading.objects.filter(**demo).latest("reading_date")
+    ).meter_id,
+    "ST_READING_ID": latest.pk,
+}
+for name, value in ids.items():
+    print(f"export {name}={value}")

@@ -1,0 +1,25 @@
+"""The test suite: PostgreSQL, as in production."""
+
+from .base import *  # noqa: F403
+from .base import REST_FRAMEWORK, env
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-key-not-secret")
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/metering")
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Tests that exercise rate limiting set their own rates; the others must never hit one.
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {
+        "account_key": "100000/min",
+        "portal_key": "100000/min",
+        "session": "100000/min",
+        "anonymous": "100000/min",
+    },
+}

@@ -1,0 +1,430 @@
+"""Admin of accounts, members, API keys, places, estates, service places, gateways and meters.
+
+Scoping, role permissions and writes through the services come from ``metering.admin_base``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+
+from metering import domain, services
+from metering.admin_base import (
+    AccountScopedAdmin,
+    AccountScopedForm,
+    AccountScopedInline,
+    AccountScopedInlineFormSet,
+    KeyAdmin,
+    model_values,
+)
+from metering.models import (
+    Account,
+    ApiKey,
+    Estate,
+    Gateway,
+    Membership,
+    Meter,
+    Place,
+    Register,
+    ServicePlace,
+)
+
+admin.site.site_header = "Metering administration"
+admin.site.site_title = "Metering"
+admin.site.index_title = "Meters, readings and billing"
+
+
+# --- accounts, members, keys ---------------------------------------------------------------
+
+
+class AccountForm(AccountScopedForm):
+    currency = forms.ChoiceField(choices=lambda: [(c, c) for c in sorted(domain.CURRENCIES)])
+    timezone = forms.ChoiceField(choices=lambda: [(z, z) for z in sorted(domain.time_zones())])
+
+
+ANOMALY_FIELDS = (
+    "anomaly_deviation_ratio",
+    "anomaly_spike_ratio",
+    "anomaly_drop_ratio",
+    "anomaly_baseline_days",
+    "anomaly_min_intervals",
+)
+
+
+@admin.register(Account)
+class AccountAdmin(AccountScopedAdmin):
+    """An ADMIN changes their account's settings; only superusers add or delete accounts."""
+
+    scope = None
+    form = AccountForm
+    list_display = ("name", "slug", "currency", "timezone", "created_at")
+    search_fields = ("name", "slug")
+    add_fieldsets = ((None, {"fields": ("name", "slug", "currency", "timezone")}),)
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "currency", "timezone")}),
+        ("Anomaly thresholds (CONTRACT §4.2)", {"fields": ANOMALY_FIELDS}),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        readonly = super().get_readonly_fields(request, obj)
+        if obj is not None and not request.user.is_superuser:
+            # Clients may know the account by its slug.
+            readonly.append("slug")
+        return readonly
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def create(self, request: HttpRequest, form: forms.ModelForm) -> Account:
+        return services.create_account(**model_values(form, form.cleaned_data))
+
+    def update(self, request: HttpRequest, instance: Account, values: dict[str, Any]) -> Account:
+        # The service derives the flags of the account's readings again when thresholds change.
+        return services.update_account(account=instance, values=values)
+
+
+@admin.register(Membership)
+class MembershipAdmin(AccountScopedAdmin):
+    """Members and their roles, managed by the account's ADMINs.
+
+    A member cannot change or delete their own membership, so that no ADMIN locks themself
+    out by mistake. Members other than superusers name the user by username: the list of
+    every user of the installation is not theirs to see.
+    """
+
+    scope = None
+    list_display = ("user", "role", "created_at")
+    list_filter = ("role",)
+    search_fields = ("user__username", "user__email", "user__first_name", "user__last_name")
+    list_select_related = ("user", "account")
+    fieldsets = ((None, {"fields": ("account", "user", "role")}),)
+    change_readonly_fields = ("user",)
+
+    def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs: Any):
+        # Returned here, not from formfield_for_foreignkey, so no related-object links wrap it.
+        if db_field.name == "user" and not request.user.is_superuser:
+            return forms.ModelChoiceField(
+                queryset=get_user_model().objects.filter(is_active=True),
+                to_field_name="username",
+                widget=forms.TextInput,
+                label="Username",
+                error_messages={"invalid_choice": "No active user has this username."},
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        if obj is not None and obj.user_id == request.user.pk and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        if obj is not None and obj.user_id == request.user.pk and not request.user.is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+class ApiKeyForm(AccountScopedForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in domain.SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="A write scope implies the matching read scope.",
+    )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(KeyAdmin):
+    """Account keys, created through ``services.create_api_key``."""
+
+    form = ApiKeyForm
+    list_display = (*KeyAdmin.list_display, "scope_list", "created_by")
+    list_select_related = ("created_by", "account")
+    add_fieldsets = ((None, {"fields": ("account", "name", "scopes", "expires_at")}),)
+    fieldsets = (
+        (None, {"fields": ("account", "name", "prefix", "scopes", "expires_at")}),
+        ("Usage", {"fields": ("created_by", "created_at", "last_used_at", "revoked_at")}),
+    )
+    readonly_fields = (*KeyAdmin.readonly_fields, "created_by")
+
+    @admin.display(description="scopes")
+    def scope_list(self, key: ApiKey) -> str:
+        return " ".join(key.scopes)
+
+    def create(self, request: HttpRequest, form: forms.ModelForm) -> ApiKey:
+        data = form.cleaned_data
+        api_key, raw = services.create_api_key(
+            account=data["account"],
+            name=data["name"],
+            scopes=data["scopes"],
+            expires_at=data.get("expires_at"),
+            created_by=request.user,
+        )
+        self.show_raw_key(request, raw)
+        return api_key
+
+
+# --- places --------------------------------------------------------------------------------
+
+
+@admin.register(Place)
+class PlaceAdmin(AccountScopedAdmin):
+    list_display = ("code", "name", "city", "postal_code", "country", "surface_m2")
+    list_filter = ("country",)
+    search_fields = ("code", "name", "city", "postal_code")
+    fieldsets = (
+        (None, {"fields": ("account", "code", "name", "surface_m2")}),
+        (
+            "Address",
+            {
+                "fields": (
+                    "address_line1",
+                    "address_line2",
+                    "postal_code",
+                    "city",
+                    "country",
+                    "latitude",
+                    "longitude",
+                )
+            },
+        ),
+    )
+
+
+@admin.register(Estate)
+class EstateAdmin(AccountScopedAdmin):
+    list_display = ("code", "name", "place", "floor", "usage", "shares", "surface_m2")
+    list_filter = ("usage", "place")
+    search_fields = ("code", "name", "place__code", "place__name")
+    list_select_related = ("place", "account")
+    autocomplete_fields = ("place",)
+    fieldsets = (
+        (None, {"fields": ("account", "place", "code", "name", "floor", "usage")}),
+        ("Size", {"fields": ("surface_m2", "shares")}),
+    )
+
+
+@admin.register(ServicePlace)
+class ServicePlaceAdmin(AccountScopedAdmin):
+    list_display = ("delivery_point", "meter_type", "provider", "contract_reference", "place")
+    list_filter = ("meter_type", "place")
+    search_fields = ("delivery_point", "provider", "contract_reference")
+    list_select_related = ("place", "account")
+    autocomplete_fields = ("place",)
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "account",
+                    "place",
+                    "meter_type",
+                    "provider",
+                    "contract_reference",
+                    "delivery_point",
+                )
+            },
+        ),
+    )
+
+
+@admin.register(Gateway)
+class GatewayAdmin(AccountScopedAdmin):
+    list_display = ("name", "identifier", "communication_type", "place", "last_seen_at")
+    list_filter = ("communication_type", "place")
+    search_fields = ("name", "identifier")
+    list_select_related = ("place", "account")
+    autocomplete_fields = ("place",)
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "account",
+                    "name",
+                    "identifier",
+                    "communication_type",
+                    "place",
+                    "last_seen_at",
+                )
+            },
+        ),
+    )
+
+
+# --- meters and registers ------------------------------------------------------------------
+
+
+class RegisterInlineFormSet(AccountScopedInlineFormSet):
+    """A meter keeps exactly one default register, which cannot be deleted (as in the services)."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        kept = [
+            form for form in self.forms if form.cleaned_data and not self._should_delete_form(form)
+        ]
+        if sum(1 for form in kept if form.cleaned_data.get("is_default")) != 1:
+            raise ValidationError("A meter has exactly one default register: tick one.")
+        for form in self.deleted_forms:
+            register = form.instance
+            if register.pk is None:
+                continue
+            if form.initial.get("is_default"):
+                raise ValidationError(
+                    "The default register cannot be deleted: make another one the default first."
+                )
+            if register.readings.exists():
+                raise ValidationError(f"Register {register.code} has readings: it is kept.")
+
+
+class RegisterInline(AccountScopedInline):
+    """The meter's registers; saved by ``MeterAdmin.save_formset`` through the services."""
+
+    model = Register
+    formset = RegisterInlineFormSet
+    fields = (
+        "code",
+        "obis_code",
+        "name",
+        "direction",
+        "tariff_slot",
+        "unit",
+        "transformer_ratio",
+        "conversion_factor",
+        "is_default",
+    )
+
+
+class SubMeterInline(AccountScopedInline):
+    """The meter's direct sub-meters, read-only, each with a link to its page."""
+
+    model = Meter
+    fk_name = "parent_meter"
+    writable = False
+    fields = ("serial_number", "name", "meter_type", "status", "place")
+    readonly_fields = fields
+    show_change_link = True
+    verbose_name = "sub-meter"
+    verbose_name_plural = "sub-meters"
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).select_related("place")
+
+
+@admin.register(Meter)
+class MeterAdmin(AccountScopedAdmin):
+    """Meters, created and changed through ``services.create_meter``/``update_meter``.
+
+    The serial number is fixed once the meter exists (it changes by device replacement only);
+    deleting goes through ``services.delete_meter``, whose refusals become error messages.
+    Other apps add read-only sections below the form through ``page_sections``.
+    """
+
+    # Each ``section(request, meter)`` returns HTML for the meter's change page, or None. The
+    # readings app adds the meter's latest readings and their history: metering does not
+    # depend on readings (STYLE.md), so readings plugs itself in here.
+    page_sections: list[Callable[[HttpRequest, Meter], str | None]] = []
+
+    list_display = (
+        "serial_number",
+        "name",
+        "meter_type",
+        "status",
+        "billing_type",
+        "place",
+        "estate",
+        "parent_meter",
+        "last_reading_value",
+        "last_reading_at",
+    )
+    list_filter = ("meter_type", "status", "billing_type", "place")
+    search_fields = ("serial_number", "name", "manufacturer", "location")
+    list_select_related = ("place", "estate", "parent_meter", "account")
+    autocomplete_fields = ("place", "estate", "service_place", "gateway", "tariff", "parent_meter")
+    readonly_fields = ("last_reading_value", "last_reading_at")
+    change_readonly_fields = ("serial_number",)
+    inlines = (RegisterInline, SubMeterInline)
+    fieldsets = (
+        (None, {"fields": ("account", "serial_number", "name", "meter_type", "unit", "status")}),
+        ("Billing", {"fields": ("billing_type", "billing_direction", "tariff")}),
+        ("Location", {"fields": ("place", "estate", "service_place", "location")}),
+        ("Hierarchy", {"fields": ("parent_meter", "is_main_meter")}),
+        (
+            "Device",
+            {
+                "fields": (
+                    "communication_type",
+                    "gateway",
+                    "manufacturer",
+                    "model_reference",
+                    "multiplier",
+                    "precision_digits",
+                    "max_value",
+                    "reading_interval",
+                )
+            },
+        ),
+        (
+            "Inspections",
+            {"fields": ("installation_date", "last_inspection_date", "next_inspection_date")},
+        ),
+        ("Notes", {"fields": ("description", "notes", "properties")}),
+        ("Latest reading", {"fields": ("last_reading_value", "last_reading_at")}),
+    )
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            sections = (section(request, obj) for section in self.page_sections)
+            context["page_sections"] = [html for html in sections if html]
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def get_inline_instances(self, request: HttpRequest, obj=None) -> list:
+        # A new meter gets its default register from the service; registers come after.
+        if obj is None:
+            return []
+        return super().get_inline_instances(request, obj)
+
+    def create(self, request: HttpRequest, form: forms.ModelForm) -> Meter:
+        return services.create_meter(
+            account=form.cleaned_data["account"], values=model_values(form, form.cleaned_data)
+        )
+
+    def update(self, request: HttpRequest, instance: Meter, values: dict[str, Any]) -> Meter:
+        return services.update_meter(meter=instance, values=values)
+
+    def destroy(self, request: HttpRequest, obj: Meter) -> None:
+        services.delete_meter(meter=obj)
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        if formset.model is not Register:
+            return super().save_formset(request, form, formset, change)
+        meter = form.instance
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        deleted = formset.deleted_forms
+        for register_form in deleted:
+            if register_form.instance.pk is not None:
+                register = Register.objects.get(pk=register_form.instance.pk)
+                services.delete_register(register=register)
+                formset.deleted_objects.append(register)
+        changed = [f for f in formset.forms if f not in deleted and f.has_changed()]
+        # The new default first: it takes the role over before the old one gives it up.
+        changed.sort(key=lambda f: not f.cleaned_data.get("is_default"))
+        for register_form in changed:
+            if register_form.instance.pk is None:
+                values = model_values(register_form, register_form.cleaned_data, exclude=["meter"])
+                formset.new_objects.append(services.create_register(meter=meter, values=values))
+            else:
+                stored = Register.objects.get(pk=register_form.instance.pk)
+                values = model_values(register_form, register_form.changed_data, exclude=["meter"])
+                register = services.update_register(register=stored, values=values)
+                formset.changed_objects.append((register, register_form.changed_data))
+        return None

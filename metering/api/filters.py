@@ -1,0 +1,84 @@
+"""Filtering, search and ordering that refuse what they do not understand (CONTRACT §2)."""
+
+from __future__ import annotations
+
+import django_filters
+from django import forms
+from rest_framework import exceptions
+from rest_framework.filters import OrderingFilter
+from rest_framework.filters import SearchFilter as DrfSearchFilter
+
+
+class IdFilter(django_filters.NumberFilter):
+    """Filter on an integer id; anything but a whole number is a 400."""
+
+    field_class = forms.IntegerField
+
+
+class StrictBooleanFilter(django_filters.TypedChoiceFilter):
+    """``true`` or ``false``; any other value is a 400 (django-filter's own ignores it)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("choices", [("true", "true"), ("false", "false")])
+        kwargs.setdefault("coerce", lambda value: value == "true")
+        super().__init__(*args, **kwargs)
+
+
+class FilterSet(django_filters.FilterSet):
+    """Base filter set: an unknown choice is a 400 whose message lists the valid ones."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for filter_ in self.filters.values():
+            if isinstance(filter_, django_filters.ChoiceFilter) and not isinstance(
+                filter_, StrictBooleanFilter
+            ):
+                valid = ", ".join(str(value) for value, _ in filter_.extra["choices"])
+                filter_.extra["error_messages"] = {
+                    "invalid_choice": f"%(value)s is not one of: {valid}."
+                }
+
+
+class SearchFilter(DrfSearchFilter):
+    search_description = "Free text search."
+
+
+class StrictOrderingFilter(OrderingFilter):
+    """``ordering=field`` or ``-field``, among the view's ``ordering_fields``; else 400.
+
+    Every ordering ends with ``id`` so that pages never overlap.
+    """
+
+    def get_ordering(self, request, queryset, view):
+        params = request.query_params.get(self.ordering_param)
+        if not params:
+            return self.get_default_ordering(view) or ["id"]
+        fields = [param.strip() for param in params.split(",") if param.strip()]
+        allowed = set(getattr(view, "ordering_fields", ()) or ())
+        unknown = [field for field in fields if field.lstrip("-") not in allowed]
+        if unknown:
+            raise exceptions.ValidationError(
+                {
+                    "ordering": [
+                        f"Cannot order by {', '.join(unknown)}; "
+                        f"use one of {', '.join(sorted(allowed))} (prefix - for descending)."
+                    ]
+                }
+            )
+        if not any(field.lstrip("-") == "id" for field in fields):
+            fields.append("id")
+        return fields
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        allowed = sorted(getattr(view, "ordering_fields", ()) or ())
+        for parameter in parameters:
+            parameter["description"] = (
+                "Order by a field, prefixed with - for descending; several fields may be "
+                "given separated by commas."
+            )
+            parameter["schema"] = {
+                "type": "string",
+                "enum": [*allowed, *(f"-{field}" for field in allowed)],
+            }
+        return parameters

@@ -1,0 +1,132 @@
+"""Index readings and period readings.
+
+The stored ``previous_value``, ``consumption``, ``is_rollover`` and anomaly flags are derived by
+the readings engine (``readings.services``) from the register's series: they are always what
+a fresh in-order computation gives (``readings.domain``). Every change to a reading, by any path
+and including bulk writes, is recorded by database triggers (django-pghistory) with its context.
+"""
+
+from __future__ import annotations
+
+import pghistory
+from django.db import models
+
+from metering.models import Account, AccountScopedQuerySet, Meter, Register, TimeStampedModel
+
+from . import domain
+
+READING_TYPES = [(t, t) for t in ("MANUAL", "AUTOMATIC", "PHOTO", "ESTIMATED")]
+SOURCES = [(s, s) for s in ("API", "IMPORT", "PORTAL", "ADMIN")]
+
+
+class FlaggedModel(TimeStampedModel):
+    """Anomaly flags (CONTRACT §4.2) as one boolean column each: portable and filterable."""
+
+    flag_deviation = models.BooleanField(default=False)
+    flag_spike = models.BooleanField(default=False)
+    flag_drop = models.BooleanField(default=False)
+    flag_negative = models.BooleanField(default=False)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def anomaly_flags(self) -> list[str]:
+        return [flag for flag in domain.FLAGS if getattr(self, domain.FLAG_FIELDS[flag])]
+
+    def set_flags(self, flags: frozenset[str] | set[str] | tuple[str, ...]) -> None:
+        for flag, field in domain.FLAG_FIELDS.items():
+            setattr(self, field, flag in flags)
+
+
+@pghistory.track(
+    pghistory.InsertEvent(),
+    pghistory.UpdateEvent(),
+    pghistory.DeleteEvent(),
+    model_name="ReadingEvent",
+)
+class Reading(FlaggedModel):
+    """An index reading of one register at one instant."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="readings")
+    meter = models.ForeignKey(Meter, on_delete=models.RESTRICT, related_name="readings")
+    register = models.ForeignKey(Register, on_delete=models.RESTRICT, related_name="readings")
+    reading_date = models.DateTimeField()
+    value = models.DecimalField(max_digits=20, decimal_places=6)
+    reading_type = models.CharField(max_length=16, choices=READING_TYPES, default="MANUAL")
+    is_estimated = models.BooleanField(default=False)
+    is_billing_reading = models.BooleanField(default=False)
+    # A reading taken for a lease (move-in, move-out): the one reference from readings to
+    # billing besides the meter's tariff, kept as a lazy reference.
+    lease = models.ForeignKey(
+        "billing.Lease", on_delete=models.SET_NULL, null=True, blank=True, related_name="readings"
+    )
+    photo_url = models.URLField(max_length=500, blank=True, default="")
+    reader_name = models.CharField(max_length=100, blank=True, default="")
+    notes = models.TextField(blank=True, default="")
+    source = models.CharField(max_length=8, choices=SOURCES, default="API")
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    previous_value = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    # Exact: value (6 decimals) × multiplier (6) × transformer ratio (6).
+    consumption = models.DecimalField(max_digits=38, decimal_places=18, null=True, blank=True)
+    is_rollover = models.BooleanField(default=False)
+
+    objects = AccountScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["register_id", "reading_date"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["register", "reading_date"], name="reading_unique_register_date"
+            ),
+            models.CheckConstraint(condition=models.Q(value__gte=0), name="reading_value_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["meter", "reading_date"]),
+            models.Index(fields=["account", "reading_date"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.register} @ {self.reading_date:%Y-%m-%d %H:%M}: {self.value}"
+
+    @property
+    def is_locked(self) -> bool:
+        locked_until = self.register.locked_until
+        return locked_until is not None and self.reading_date <= locked_until
+
+
+@pghistory.track(
+    pghistory.InsertEvent(),
+    pghistory.UpdateEvent(),
+    pghistory.DeleteEvent(),
+    model_name="PeriodReadingEvent",
+)
+class PeriodReading(FlaggedModel):
+    """Consumption known for a whole period, such as a utility bill."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="period_readings")
+    meter = models.ForeignKey(Meter, on_delete=models.RESTRICT, related_name="period_readings")
+    start_date = models.DateField()
+    end_date = models.DateField()
+    consumption = models.DecimalField(max_digits=24, decimal_places=6)
+    cost = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    cost_currency = models.CharField(max_length=3, blank=True, default="")
+    demand_kw = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    is_estimated = models.BooleanField(default=False)
+    notes = models.TextField(blank=True, default="")
+    source = models.CharField(max_length=8, choices=SOURCES, default="API")
+    created_by = models.CharField(max_length=150, blank=True, default="")
+
+    objects = AccountScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["meter_id", "start_date"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(end_date__gte=models.F("start_date")),
+                name="period_reading_end_after_start",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter} {self.start_date}..{self.end_date}: {self.consumption}"

@@ -1,0 +1,461 @@
+"""The readings engine: every write of an index reading, by any path (CONTRACT §4.1–§4.3, §4.7).
+
+The API, the batch endpoint, the admin, the portal and the importer all call these services;
+each write:
+
+1. locks the meter's row (``SELECT ... FOR NO KEY UPDATE``), so that concurrent writes to one
+   meter are applied one after the other and never compute a chain from a stale series;
+2. checks locks (403 ``reading_locked``), duplicates and values;
+3. loads, in one query whatever the history length, the part of each touched register's series
+   that the write can change: from ``baseline_days`` before the earliest touched date (plus the
+   reading just before, for its interval) to the end;
+4. derives that part again with ``readings.domain.derive_series`` and writes only the rows whose
+   stored fields differ, with one DELETE, one bulk UPDATE and one bulk INSERT;
+5. refreshes the meter's ``last_reading_value``/``last_reading_at``.
+
+A batch of any size therefore costs the same number of queries as a single reading. Every
+statement runs inside ``pghistory.context`` with who did it and through which path, so the
+audit history (database triggers) records bulk writes too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pghistory
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import DateTimeField, F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from metering.errors import Conflict, DuplicateReading, ReadingLocked
+from metering.models import Account, Meter, Register
+from readings import domain
+from readings.models import Reading
+
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+COMPUTED_FIELDS = ["previous_value", "consumption", "is_rollover", *domain.FLAG_FIELDS.values()]
+EDITABLE_FIELDS = [
+    "reading_date",
+    "value",
+    "reading_type",
+    "is_estimated",
+    "is_billing_reading",
+    "lease",
+    "photo_url",
+    "reader_name",
+    "notes",
+]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who writes, and through which path (``source`` of the contract)."""
+
+    label: str
+    source: str = "API"
+
+
+@dataclass
+class ReadingInput:
+    """One reading to create, as the API, the admin or the importer received it."""
+
+    reading_date: dt.datetime
+    value: Decimal
+    register_code: str | None = None
+    register_id: int | None = None
+    reading_type: str = "MANUAL"
+    is_estimated: bool | None = None
+    is_billing_reading: bool = False
+    lease: Any = None
+    photo_url: str = ""
+    reader_name: str = ""
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class ItemError:
+    index: int
+    code: str
+    message: str
+    details: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class BatchResult:
+    accepted: list[Reading]
+    errors: list[ItemError]
+
+
+@contextlib.contextmanager
+def writing(actor: Actor) -> Iterator[None]:
+    """One transaction whose changes the audit history attributes to ``actor``.
+
+    The history is kept by PostgreSQL triggers; on SQLite (the demo) there is none to feed.
+    """
+    with transaction.atomic():
+        if connection.vendor != "postgresql":
+            yield
+            return
+        with pghistory.context(actor=actor.label, source=actor.source):
+            yield
+
+
+def thresholds(account: Account) -> domain.Thresholds:
+    return domain.Thresholds(
+        deviation=account.anomaly_deviation_ratio,
+        spike=account.anomaly_spike_ratio,
+        drop=account.anomaly_drop_ratio,
+        baseline_days=account.anomaly_baseline_days,
+        min_intervals=account.anomaly_min_intervals,
+    )
+
+
+def is_locked(register: Register, reading_date: dt.datetime) -> bool:
+    return register.locked_until is not None and reading_date <= register.locked_until
+
+
+# --- checks shared by every path -------------------------------------------------------------
+
+
+def value_errors(meter: Meter, value: Decimal) -> list[str]:
+    """Why ``value`` cannot be a reading of ``meter`` (empty when it can)."""
+    errors = []
+    if value < 0:
+        errors.append("A reading value cannot be negative.")
+    if meter.max_value is not None and value > meter.max_value:
+        errors.append(f"This meter's counter goes up to {meter.max_value}.")
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > meter.precision_digits:
+        errors.append(f"This meter's readings have at most {meter.precision_digits} decimals.")
+    return errors
+
+
+def date_errors(reading_date: dt.datetime, now: dt.datetime) -> list[str]:
+    if reading_date > now + FUTURE_TOLERANCE:
+        return ["A reading cannot be more than 5 minutes in the future."]
+    return []
+
+
+def _lock_meter(meter_id: int) -> Meter:
+    """The meter's row, locked until the transaction ends: one meter's writes are serialized."""
+    return (
+        Meter.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("account")
+        .get(pk=meter_id)
+    )
+
+
+def _check_writable(meter: Meter) -> None:
+    if meter.status == "DECOMMISSIONED":
+        raise Conflict("This meter is decommissioned: it takes no more readings.")
+
+
+# --- create ----------------------------------------------------------------------------------
+
+
+def create_readings(*, meter: Meter, items: Sequence[ReadingInput], actor: Actor) -> BatchResult:
+    """Create the valid readings of ``items`` in one transaction; report the others by index.
+
+    Each item is checked on its own: values, dates, register, locks, duplicates of stored
+    readings and of earlier items. A constant number of queries whatever ``len(items)``.
+    """
+    with writing(actor):
+        meter = _lock_meter(meter.pk)
+        _check_writable(meter)
+        registers = list(meter.registers.all())
+        by_code = {register.code: register for register in registers}
+        by_id = {register.pk: register for register in registers}
+        default = next(register for register in registers if register.is_default)
+        now = timezone.now()
+
+        errors: list[ItemError] = []
+        pending: list[tuple[int, Register, ReadingInput]] = []
+        seen: set[tuple[int, dt.datetime]] = set()
+        for index, item in enumerate(items):
+            details: dict[str, list[str]] = {}
+            register = default
+            if item.register_id is not None:
+                register = by_id.get(item.register_id)
+                if register is None:
+                    details["register_id"] = ["No register with this id on this meter."]
+            elif item.register_code is not None:
+                register = by_code.get(item.register_code)
+                if register is None:
+                    details["register"] = [f"No register {item.register_code!r} on this meter."]
+            if messages := value_errors(meter, item.value):
+                details["value"] = messages
+            if messages := date_errors(item.reading_date, now):
+                details["reading_date"] = messages
+            if details:
+                errors.append(
+                    ItemError(index, "validation_error", "The reading is invalid.", details)
+                )
+                continue
+            if is_locked(register, item.reading_date):
+                errors.append(ItemError(index, "reading_locked", ReadingLocked.default_detail))
+                continue
+            key = (register.pk, item.reading_date)
+            if key in seen:
+                errors.append(
+                    ItemError(
+                        index,
+                        "duplicate_reading",
+                        "An earlier item of this batch has the same register and date.",
+                    )
+                )
+                continue
+            seen.add(key)
+            pending.append((index, register, item))
+
+        stored = (
+            set(
+                Reading.objects.filter(
+                    register__in=[register for _, register, _ in pending],
+                    reading_date__in=[item.reading_date for _, _, item in pending],
+                ).values_list("register_id", "reading_date")
+            )
+            if pending
+            else set()
+        )
+
+        created: list[Reading] = []
+        changes: dict[int, _RegisterChange] = defaultdict(_RegisterChange)
+        for index, register, item in pending:
+            if (register.pk, item.reading_date) in stored:
+                errors.append(
+                    ItemError(index, "duplicate_reading", DuplicateReading.default_detail)
+                )
+                continue
+            reading = Reading(
+                account_id=meter.account_id,
+                meter=meter,
+                register=register,
+                reading_date=item.reading_date,
+                value=item.value,
+                reading_type=item.reading_type,
+                is_estimated=(
+                    item.reading_type == "ESTIMATED"
+                    if item.is_estimated is None
+                    else item.is_estimated
+                ),
+                is_billing_reading=item.is_billing_reading,
+                lease=item.lease,
+                photo_url=item.photo_url,
+                reader_name=item.reader_name,
+                notes=item.notes,
+                source=actor.source,
+                created_by=actor.label,
+            )
+            created.append(reading)
+            changes[register.pk].inserted.append(reading)
+            changes[register.pk].touched.add(item.reading_date)
+
+        if created:
+            _rebuild(meter, {pk: (by_id[pk], change) for pk, change in changes.items()})
+            Meter.objects.filter(pk=meter.pk).refresh_last_readings()
+        errors.sort(key=lambda error: error.index)
+        return BatchResult(accepted=created, errors=errors)
+
+
+# --- update and delete -----------------------------------------------------------------------
+
+
+def update_reading(*, reading: Reading, values: dict[str, Any], actor: Actor) -> Reading:
+    """Change a reading's editable fields; the chain follows. The register cannot change."""
+    with writing(actor):
+        meter = _lock_meter(reading.meter_id)
+        reading = Reading.objects.select_related("register").get(pk=reading.pk)
+        register = reading.register
+        old_date = reading.reading_date
+        new_date = values.get("reading_date", old_date)
+        if is_locked(register, old_date) or is_locked(register, new_date):
+            raise ReadingLocked()
+        details: dict[str, list[str]] = {}
+        if "value" in values and (messages := value_errors(meter, values["value"])):
+            details["value"] = messages
+        if new_date != old_date and (messages := date_errors(new_date, timezone.now())):
+            details["reading_date"] = messages
+        if details:
+            raise ValidationError(details)
+        if (
+            new_date != old_date
+            and Reading.objects.filter(register=register, reading_date=new_date).exists()
+        ):
+            raise DuplicateReading()
+        for name in EDITABLE_FIELDS:
+            if name in values:
+                setattr(reading, name, values[name])
+        if "reading_type" in values and "is_estimated" not in values:
+            reading.is_estimated = reading.reading_type == "ESTIMATED"
+        change = _RegisterChange(updated=[reading], touched={old_date, new_date})
+        _rebuild(meter, {register.pk: (register, change)})
+        Meter.objects.filter(pk=meter.pk).refresh_last_readings()
+        return reading
+
+
+def delete_reading(*, reading: Reading, actor: Actor) -> None:
+    """Delete a reading; the next reading of its register takes the previous one as base."""
+    with writing(actor):
+        meter = _lock_meter(reading.meter_id)
+        reading = Reading.objects.select_related("register").get(pk=reading.pk)
+        if is_locked(reading.register, reading.reading_date):
+            raise ReadingLocked()
+        change = _RegisterChange(deleted={reading.pk}, touched={reading.reading_date})
+        _rebuild(meter, {reading.register_id: (reading.register, change)})
+        Meter.objects.filter(pk=meter.pk).refresh_last_readings()
+
+
+# --- locks -----------------------------------------------------------------------------------
+
+
+def lock_readings(*, readings: QuerySet[Reading]) -> int:
+    """Lock each register of ``readings`` up to the latest of them (CONTRACT §4.7).
+
+    Readings dated at or before a register's ``locked_until`` cannot be changed, deleted or have
+    a reading inserted among them, by any path. Locks only ever move forward. One UPDATE.
+    """
+    latest = (
+        readings.filter(register=OuterRef("pk"))
+        .order_by()
+        .values("register")
+        .annotate(latest=Max("reading_date"))
+        .values("latest")
+    )
+    until = Subquery(latest, output_field=DateTimeField())
+    return Register.objects.filter(pk__in=readings.values("register")).update(
+        locked_until=Greatest(Coalesce(F("locked_until"), until), until)
+    )
+
+
+# --- the engine ------------------------------------------------------------------------------
+
+
+@dataclass
+class _RegisterChange:
+    inserted: list[Reading] = field(default_factory=list)
+    updated: list[Reading] = field(default_factory=list)
+    deleted: set[int] = field(default_factory=set)
+    touched: set[dt.datetime] = field(default_factory=set)
+
+
+_WINDOW_FIELDS = ["id", "register_id", "reading_date", "value", *COMPUTED_FIELDS]
+
+
+def _rebuild(meter: Meter, changes: dict[int, tuple[Register, _RegisterChange]]) -> None:
+    """Apply ``changes`` and bring every reading they affect up to date (see module docstring)."""
+    settings = thresholds(meter.account)
+    span = settings.baseline_span
+    starts = {pk: min(change.touched) for pk, (_, change) in changes.items()}
+
+    window = Q()
+    for register_pk, start in starts.items():
+        lower = start - span
+        before = (
+            Reading.objects.filter(register_id=register_pk, reading_date__lt=lower)
+            .order_by("-reading_date")
+            .values("reading_date")[:1]
+        )
+        window |= Q(
+            register_id=register_pk,
+            reading_date__gte=Coalesce(Subquery(before), lower, output_field=DateTimeField()),
+        )
+    stored_rows: dict[int, list[Reading]] = defaultdict(list)
+    for row in Reading.objects.filter(window).only(*_WINDOW_FIELDS).order_by("reading_date"):
+        stored_rows[row.register_id].append(row)
+
+    to_update: list[Reading] = []
+    to_delete: set[int] = set()
+    for register_pk, (register, change) in changes.items():
+        replaced = {reading.pk: reading for reading in change.updated}
+        rows = [
+            replaced.get(row.pk, row)
+            for row in stored_rows[register_pk]
+            if row.pk not in change.deleted
+        ]
+        rows.extend(change.inserted)
+        rows.sort(key=lambda reading: reading.reading_date)
+        derived = domain.derive_series(
+            [domain.Point(row.reading_date, row.value) for row in rows],
+            factor=meter.multiplier * register.transformer_ratio,
+            max_value=meter.max_value,
+            thresholds=settings,
+        )
+        start = starts[register_pk]
+        for row, result in zip(rows, derived, strict=True):
+            if row.reading_date < start:
+                continue  # before the change: unchanged, only its interval feeds baselines
+            if _assign(row, result) and row.pk is not None and row.pk not in replaced:
+                to_update.append(row)
+        to_update.extend(change.updated)
+        to_delete |= change.deleted
+
+    if to_delete:
+        Reading.objects.filter(pk__in=to_delete).delete()
+    if to_update:
+        fields = COMPUTED_FIELDS + (
+            EDITABLE_FIELDS if any(c.updated for _, c in changes.values()) else []
+        )
+        now = timezone.now()
+        for row in to_update:
+            row.updated_at = now
+        Reading.objects.bulk_update(to_update, [*fields, "updated_at"])
+    inserted = [reading for _, change in changes.values() for reading in change.inserted]
+    if inserted:
+        Reading.objects.bulk_create(inserted)
+
+
+def _assign(reading: Reading, result: domain.Derived) -> bool:
+    """Store ``result`` on ``reading``; whether anything changed."""
+    flags = {field: flag in result.flags for flag, field in domain.FLAG_FIELDS.items()}
+    current = (
+        reading.previous_value,
+        reading.consumption,
+        reading.is_rollover,
+        *(getattr(reading, field) for field in flags),
+    )
+    new = (result.previous_value, result.consumption, result.is_rollover, *flags.values())
+    if current == new:
+        return False
+    reading.previous_value = result.previous_value
+    reading.consumption = result.consumption
+    reading.is_rollover = result.is_rollover
+    for field_name, value in flags.items():
+        setattr(reading, field_name, value)
+    return True
+
+
+def recompute(*, registers: Iterable[Register]) -> int:
+    """Derive whole series again (after a change of thresholds or of a meter's factors).
+
+    One query per register to load, one bulk UPDATE; returns the number of readings changed.
+    """
+    changed = 0
+    for register in registers:
+        meter = register.meter
+        rows = list(
+            Reading.objects.filter(register=register).only(*_WINDOW_FIELDS).order_by("reading_date")
+        )
+        derived = domain.derive_series(
+            [domain.Point(row.reading_date, row.value) for row in rows],
+            factor=meter.multiplier * register.transformer_ratio,
+            max_value=meter.max_value,
+            thresholds=thresholds(meter.account),
+        )
+        dirty = [row for row, result in zip(rows, derived, strict=True) if _assign(row, result)]
+        if dirty:
+            Reading.objects.bulk_update(dirty, COMPUTED_FIELDS)
+            changed += len(dirty)
+    return changed
+
+
+def on_series_parameters_changed(sender, *, registers: QuerySet[Register], **kwargs) -> None:
+    """A meter's factors or an account's thresholds changed: derive the series again."""
+    recompute(registers=registers.select_related("meter__account"))

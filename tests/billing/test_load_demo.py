@@ -1,0 +1,525 @@
+"""``manage.py load_demo``: what the demo holds, its login and key, and that it can be rebuilt.
+
+A build takes seconds (two years of readings), so the module builds the demo once, in a
+transaction rolled back at the end, and each test that reads it runs in a savepoint inside it
+(as with Django's ``setUpTestData``). The rebuild tests come first and build their own demo
+without readings, which play no part in them: deleting 30 000 readings inside the module's
+transaction would cost them far more (see ``TestRebuild``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from decimal import Decimal
+from io import StringIO
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.db import connection, transaction
+from django.db.models import Count, Max, Min, Q, Sum
+from django.test import Client
+from rest_framework.test import APIClient
+
+from billing import demo as demo_data
+from billing.models import Tariff, Tenant
+from metering import domain
+from metering.models import (
+    Account,
+    ApiKey,
+    Estate,
+    Gateway,
+    Membership,
+    Meter,
+    Place,
+    Register,
+    ServicePlace,
+)
+from readings import domain as readings_domain
+from readings import services as readings_services
+from readings.models import Reading
+from readings.services import ReadingInput, thresholds
+from tests.factories import MembershipFactory
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "Tilleuls-Roquette-2026"
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def load_demo(**options) -> list[str]:
+    out = StringIO()
+    call_command("load_demo", stdout=out, **options)
+    return out.getvalue().splitlines()
+
+
+def printed(lines: list[str], label: str) -> str:
+    return next(line.split(": ", 1)[1] for line in lines if line.startswith(f"{label}: "))
+
+
+@pytest.fixture(scope="module")
+def lines(django_db_setup, django_db_blocker) -> list[str]:
+    """The output of one ``load_demo``, whose demo the tests that read it share."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        output = load_demo(password=PASSWORD)
+        # Check the deferred foreign keys once, here: checked inside each test's savepoint
+        # (Django does at teardown), the check is rolled back with it and redone every time.
+        connection.check_constraints()
+        yield output
+        transaction.set_rollback(True)
+
+
+@pytest.fixture
+def demo(lines) -> Account:
+    return Account.objects.get(slug="demo")
+
+
+def counts(account: Account) -> dict[str, int]:
+    return {
+        "places": Place.objects.filter(account=account).count(),
+        "estates": Estate.objects.filter(account=account).count(),
+        "service_places": ServicePlace.objects.filter(account=account).count(),
+        "gateways": Gateway.objects.filter(account=account).count(),
+        "meters": Meter.objects.filter(account=account).count(),
+        "registers": Register.objects.filter(meter__account=account).count(),
+        "tariffs": Tariff.objects.filter(account=account).count(),
+        "tenants": Tenant.objects.filter(account=account).count(),
+    }
+
+
+def local(instant: dt.datetime) -> dt.datetime:
+    return instant.astimezone(PARIS)
+
+
+def is_automatic(meter: Meter) -> bool:
+    return meter.communication_type != "NONE"
+
+
+class TestRebuild:
+    """Runs of the command one after the other.
+
+    These tests come first, before the module's demo is built, and hold whether a demo exists or
+    not. Their builds skip the readings: deleting the module demo's 30 000 readings inside its
+    transaction fires as many audit-trigger calls there, which takes tens of seconds. A few
+    readings stand for them where a rebuild must delete them.
+    """
+
+    @pytest.fixture(autouse=True)
+    def _without_readings(self, monkeypatch):
+        monkeypatch.setattr(demo_data, "build_readings", lambda demo, **options: None)
+
+    def test_twice_leaves_one_demo_with_the_same_counts(self, account):
+        load_demo(password=PASSWORD)
+        demo = Account.objects.get(slug="demo")
+        before = counts(demo)
+        serials = sorted(Meter.objects.filter(account=demo).values_list("serial_number", flat=True))
+        for meter in Meter.objects.filter(account=demo)[:3]:
+            readings_services.create_readings(
+                meter=meter,
+                items=[
+                    ReadingInput(
+                        reading_date=dt.datetime(2026, 1, day, tzinfo=PARIS), value=Decimal(day)
+                    )
+                    for day in (1, 2)
+                ],
+                actor=readings_services.Actor("test", "IMPORT"),
+            )
+        lines = load_demo(password=PASSWORD)
+        assert Account.objects.filter(slug="demo").count() == 1
+        rebuilt = Account.objects.get(slug="demo")
+        assert rebuilt.pk != demo.pk
+        assert counts(rebuilt) == before
+        assert sorted(Meter.objects.values_list("serial_number", flat=True)) == serials
+        # The old readings went with the old account (they restrict their meter and register).
+        assert not Reading.objects.exists()
+        assert ApiKey.objects.filter(account=rebuilt).count() == 1
+        assert get_user_model().objects.filter(username="demo").count() == 1
+        assert Client().login(username="demo", password=printed(lines, "Password"))
+        # Other accounts are left alone.
+        assert Account.objects.filter(pk=account.pk).exists()
+
+    def test_random_password_each_run(self):
+        first = printed(load_demo(), "Password")
+        second = printed(load_demo(), "Password")
+        assert first != second
+        assert not Client().login(username="demo", password=first)
+        assert Client().login(username="demo", password=second)
+
+    def test_weak_password_is_refused(self):
+        before = list(Account.objects.filter(slug="demo").values_list("pk", flat=True))
+        with pytest.raises(CommandError, match="--password"):
+            load_demo(password="demo")
+        assert list(Account.objects.filter(slug="demo").values_list("pk", flat=True)) == before
+
+    def test_someone_elses_demo_user_is_not_taken_over(self, account):
+        load_demo(password=PASSWORD)
+        demo = Account.objects.get(slug="demo")
+        user = get_user_model().objects.get(username="demo")
+        MembershipFactory(user=user, account=account)
+        with pytest.raises(CommandError, match="other account"):
+            load_demo(password=PASSWORD)
+        # The failed run rolled back: the previous demo is intact.
+        assert Account.objects.get(slug="demo").pk == demo.pk
+
+    def test_superuser_named_demo_is_not_demoted(self):
+        before = list(Account.objects.filter(slug="demo").values_list("pk", flat=True))
+        get_user_model().objects.update_or_create(
+            username="demo", defaults={"is_superuser": True, "is_staff": True}
+        )
+        with pytest.raises(CommandError, match="superuser"):
+            load_demo(password=PASSWORD)
+        assert get_user_model().objects.get(username="demo").is_superuser
+        assert list(Account.objects.filter(slug="demo").values_list("pk", flat=True)) == before
+
+
+class TestContent:
+    def test_account(self, demo):
+        assert (demo.currency, demo.timezone) == ("EUR", "Europe/Paris")
+        assert demo.name
+
+    def test_sizes(self, demo):
+        found = counts(demo)
+        assert found["places"] == 2
+        assert 18 <= found["estates"] <= 22
+        assert 55 <= found["meters"] <= 65
+        assert found["service_places"] >= 3
+        assert 1 <= found["gateways"] <= 2
+        assert found["tariffs"] >= 3
+        assert found["tenants"] >= 3
+
+    def test_shares_add_up_to_1000_per_place(self, demo):
+        totals = Place.objects.filter(account=demo).annotate(total=Sum("estates__shares"))
+        assert {place.code: place.total for place in totals} == {
+            "LYO-TIL": 1000,
+            "PAR-ROQ": 1000,
+        }
+        usages = set(Estate.objects.filter(account=demo).values_list("usage", flat=True))
+        assert {"RESIDENTIAL", "COMMERCIAL", "PARKING", "COMMON"} <= usages
+
+    def test_main_meters_with_sub_meters(self, demo):
+        mains = (
+            Meter.objects.filter(account=demo, is_main_meter=True)
+            .annotate(children=Count("sub_meters"))
+            .filter(children__gt=0)
+        )
+        assert mains.count() >= 2
+        cold = Meter.objects.get(account=demo, serial_number="LYO-W-MAIN")
+        children = cold.sub_meters.all()
+        assert {m.meter_type for m in children} == {"WATER_COLD"}
+        assert {m.estate.code for m in children} == {f"A{n:02d}" for n in range(1, 11)}
+        heating = Meter.objects.get(account=demo, serial_number="LYO-HEAT-MAIN")
+        assert {m.meter_type for m in heating.sub_meters.all()} == {"HEATING"}
+        assert heating.sub_meters.count() == 10
+
+    def test_dual_rate_electricity_meter(self, demo):
+        meter = Meter.objects.get(account=demo, serial_number="PAR-ELEC-A11")
+        registers = {r.tariff_slot: r for r in meter.registers.all()}
+        assert set(registers) == {"HT", "NT"}
+        assert (registers["HT"].code, registers["HT"].obis_code) == ("1.8.1", "1-0:1.8.1")
+        assert (registers["NT"].code, registers["NT"].obis_code) == ("1.8.2", "1-0:1.8.2")
+        assert registers["HT"].is_default and not registers["NT"].is_default
+        assert {r.unit for r in registers.values()} == {"kWh"}
+
+    def test_feed_in_register(self, demo):
+        feed_in = Register.objects.get(meter__account=demo, direction="FEED_IN")
+        assert feed_in.code == "2.8.0"
+        assert feed_in.meter.meter_type in {"SOLAR", "EV", "ELECTRICITY"}
+
+    def test_every_meter_has_exactly_one_default_register(self, demo):
+        meters = Meter.objects.filter(account=demo).annotate(
+            defaults=Count("registers", filter=Q(registers__is_default=True))
+        )
+        assert {m.serial_number: m.defaults for m in meters if m.defaults != 1} == {}
+
+    def test_meter_variety(self, demo):
+        meters = Meter.objects.filter(account=demo)
+        assert set(meters.values_list("billing_type", flat=True)) == {
+            "INDIVIDUAL",
+            "COLLECTIVE",
+            "SHARED",
+            "INCLUDED",
+        }
+        assert set(meters.values_list("billing_direction", flat=True)) == {
+            "ACCREC",
+            "ACCPAY",
+            None,
+        }
+        common = meters.get(serial_number="LYO-ELEC-COM")
+        assert common.multiplier > 1
+        assert common.registers.get(is_default=True).transformer_ratio > 1
+        assert meters.filter(max_value__isnull=False).exists()
+        automatic = meters.exclude(communication_type__in=["NONE", "HTTP"])
+        assert automatic.exists()
+        assert not automatic.filter(gateway__isnull=True).exists()
+        assert not meters.filter(installation_date__isnull=True).exists()
+        assert all(m.unit == domain.default_unit(m.meter_type) for m in meters)
+
+    def test_tariffs_cover_electricity_slots(self, demo):
+        slots = set(
+            Tariff.objects.filter(account=demo, meter_type="ELECTRICITY").values_list(
+                "tariff_slot", flat=True
+            )
+        )
+        assert {"HT", "NT"} <= slots
+
+    def test_everything_belongs_to_the_demo_account(self, demo, account):
+        for model in (Place, Estate, ServicePlace, Gateway, Meter, Tariff, Tenant):
+            assert not model.objects.exclude(account=demo).exists(), model
+        meters = Meter.objects.filter(account=demo)
+        for relation in ("place", "estate", "service_place", "gateway", "tariff", "parent_meter"):
+            foreign = meters.filter(**{f"{relation}__isnull": False}).exclude(
+                **{f"{relation}__account": demo}
+            )
+            assert not foreign.exists(), relation
+        assert not Estate.objects.filter(account=demo).exclude(place__account=demo).exists()
+
+    def test_serial_numbers_are_stable(self, demo):
+        serials = set(Meter.objects.filter(account=demo).values_list("serial_number", flat=True))
+        assert serials == {spec.serial_number for spec in demo_data.meter_specs()}
+        assert "PAR-PV-01" in serials
+
+
+class TestAccess:
+    def test_output_ends_with_a_working_api_key(self, lines, demo):
+        key = lines[-1]
+        assert key.startswith("mtr_") and " " not in key
+        assert lines[-2].startswith("API key")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        response = client.get("/api/v1/meters/")
+        assert response.status_code == 200, response.content[:300]
+        assert response.json()["meta"]["total"] == Meter.objects.filter(account=demo).count()
+        api_key = ApiKey.objects.get(account=demo)
+        assert set(api_key.scopes) == set(domain.SCOPES)
+
+    def test_printed_login_works(self, lines, demo):
+        assert "http://127.0.0.1:8000/admin/" in "\n".join(lines)
+        username, password = printed(lines, "Username"), printed(lines, "Password")
+        assert password == PASSWORD
+        assert Client().login(username=username, password=password)
+        user = get_user_model().objects.get(username=username)
+        assert user.is_staff and not user.is_superuser
+        membership = Membership.objects.get(user=user)
+        assert (membership.account, membership.role) == (demo, "ADMIN")
+
+    def test_summary_counts_match_the_database(self, lines, demo):
+        found = counts(demo)
+        text = "\n".join(lines)
+        assert f"{found['places']} places" in text
+        assert f"{found['estates']} estates" in text
+        assert f"{found['meters']} meters" in text
+        readings = Reading.objects.filter(account=demo)
+        assert f"{readings.count()} readings over 2 years" in text
+        automatic = Meter.objects.filter(account=demo).exclude(communication_type="NONE")
+        assert f"daily on {automatic.count()} automatic meters" in text
+        flagged = (
+            f"{readings.filter(is_rollover=True).count()} rollovers, "
+            f"{readings.filter(flag_spike=True).count()} spikes, "
+            f"{readings.filter(flag_drop=True).count()} drops, "
+            f"{readings.filter(flag_negative=True).count()} negative"
+        )
+        assert flagged in text
+
+
+class TestReadings:
+    """Two years of readings through the engine, with deliberate anomalies it flags."""
+
+    def test_two_years_up_to_today(self, demo):
+        span = Reading.objects.filter(account=demo).aggregate(
+            first=Min("reading_date"), last=Max("reading_date")
+        )
+        first, last = local(span["first"]), local(span["last"])
+        today = dt.datetime.now(PARIS).date()
+        # Built before midnight, tested after it: yesterday's build.
+        assert last.date() in {today, today - dt.timedelta(days=1)}
+        assert first.date() == demo_data.history_start(last.date())
+        assert 730 <= (last - first).days <= 731
+        assert first.time() == last.time() == dt.time(0)
+
+    def test_daily_for_automatic_meters_monthly_for_manual_ones(self, demo):
+        span = Reading.objects.filter(account=demo).aggregate(
+            first=Min("reading_date"), last=Max("reading_date")
+        )
+        first, last = local(span["first"]).date(), local(span["last"]).date()
+        days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+        month_starts = [day for day in days if day.day == 1]
+        dates: dict[int, list[dt.date]] = defaultdict(list)
+        for register_id, reading_date in Reading.objects.filter(account=demo).values_list(
+            "register_id", "reading_date"
+        ):
+            instant = local(reading_date)
+            assert instant.time() == dt.time(0)
+            dates[register_id].append(instant.date())
+        registers = Register.objects.filter(meter__account=demo).select_related("meter")
+        assert len(registers) == 66
+        for register in registers:
+            expected = days if is_automatic(register.meter) else month_starts
+            assert sorted(dates[register.pk]) == expected, str(register)
+        automatic = Meter.objects.filter(account=demo).exclude(communication_type="NONE")
+        assert automatic.count() >= 30
+        assert len(month_starts) in (24, 25)
+
+    def test_reading_types_estimates_and_billing_readings(self, demo):
+        readings = Reading.objects.filter(account=demo)
+        assert set(readings.values_list("source", "created_by").distinct()) == {
+            ("IMPORT", "system:load_demo")
+        }
+        automatic = Q(meter__communication_type="NONE")
+        assert set(readings.exclude(automatic).values_list("reading_type", flat=True)) == {
+            "AUTOMATIC"
+        }
+        assert set(readings.filter(automatic).values_list("reading_type", flat=True)) == {
+            "MANUAL",
+            "ESTIMATED",
+        }
+        estimated = readings.filter(reading_type="ESTIMATED")
+        assert 3 <= estimated.count() <= 6
+        assert not estimated.filter(is_estimated=False).exists()
+        assert not readings.exclude(reading_type="ESTIMATED").filter(is_estimated=True).exists()
+        billing = readings.filter(is_billing_reading=True)
+        assert billing.exists()
+        for reading_date in billing.values_list("reading_date", flat=True):
+            instant = local(reading_date)
+            assert (instant.day, instant.month % 3, instant.time()) == (1, 1, dt.time(0))
+        # Every register has one at each quarter's end of the two years (8, or 9 when the two
+        # years start on a quarter's first day).
+        quarters = Register.objects.filter(meter__account=demo).annotate(
+            billing=Count("readings", filter=Q(readings__is_billing_reading=True))
+        )
+        assert {register.billing for register in quarters} <= {8, 9}
+
+    def test_multi_register_meters_are_read_on_each_register(self, demo):
+        for serial in ("PAR-ELEC-A11", "PAR-ELEC-A22", "PAR-PV-01"):
+            meter = Meter.objects.get(account=demo, serial_number=serial)
+            series = {
+                register.code: list(register.readings.values_list("reading_date", flat=True))
+                for register in meter.registers.all()
+            }
+            assert len(series) == 2
+            first, second = series.values()
+            assert first and first == second, serial
+
+    def test_solar_feed_in_follows_the_seasons(self, demo):
+        feed_in = Register.objects.get(meter__account=demo, code="2.8.0")
+        by_month: dict[int, Decimal] = defaultdict(Decimal)
+        for reading_date, consumption in feed_in.readings.filter(
+            consumption__isnull=False
+        ).values_list("reading_date", "consumption"):
+            by_month[local(reading_date).month] += consumption
+        summer = by_month[6] + by_month[7]
+        winter = by_month[12] + by_month[1]
+        assert summer > 2 * winter > 0
+        # The inverter's standby draws about 1 % of what the panels feed in.
+        standby = Register.objects.get(meter__account=demo, code="1.8.0")
+        drawn = standby.readings.aggregate(total=Sum("consumption"))["total"]
+        assert 0 < drawn < sum(by_month.values()) / 50
+
+    def test_values_respect_precision_and_counter(self, demo):
+        rows = Reading.objects.filter(account=demo).values_list(
+            "meter__serial_number", "meter__precision_digits", "meter__max_value", "value"
+        )
+        for serial, digits, max_value, value in rows:
+            assert value >= 0, serial
+            assert value == value.quantize(Decimal(1).scaleb(-digits)), (serial, value)
+            assert max_value is None or value < max_value, (serial, value)
+
+    def test_deliberate_anomalies_are_flagged(self, demo):
+        readings = Reading.objects.filter(account=demo)
+
+        def flagged(**flag) -> dict[str, int]:
+            rows = readings.filter(**flag).values("meter__serial_number").annotate(n=Count("pk"))
+            return {row["meter__serial_number"]: row["n"] for row in rows}
+
+        rollovers = flagged(is_rollover=True)
+        assert set(rollovers) == set(demo_data.ROLLOVERS)
+        assert sum(rollovers.values()) >= 2
+        spikes = flagged(flag_spike=True)
+        assert set(spikes) == {leak.serial_number for leak in demo_data.LEAKS}
+        assert sum(spikes.values()) >= 3
+        # Every day of a leak is a SPIKE, and only those days.
+        for leak in demo_data.LEAKS:
+            assert spikes[leak.serial_number] == leak.days
+        drops = flagged(flag_drop=True)
+        vacant = {(vacancy.place, vacancy.lot) for vacancy in demo_data.VACANCIES}
+        assert sum(drops.values()) >= 2
+        for serial in drops:
+            meter = Meter.objects.get(account=demo, serial_number=serial)
+            assert (meter.place.code, meter.estate.code) in vacant, serial
+        dropping = Meter.objects.filter(account=demo, serial_number__in=drops)
+        assert {meter.place.code for meter in dropping} == {"LYO-TIL", "PAR-ROQ"}
+        assert flagged(flag_negative=True) == {"PAR-ELEC-COM": 1}
+        # A NEGATIVE reading gets no rate flag; a rollover's consumption stays positive.
+        assert (
+            not readings.filter(flag_negative=True)
+            .filter(Q(flag_spike=True) | Q(flag_drop=True) | Q(flag_deviation=True))
+            .exists()
+        )
+        assert not readings.filter(is_rollover=True, consumption__lte=0).exists()
+
+    def test_the_chain_is_the_engines(self, demo):
+        """Stored fields are what ``derive_series`` gives over each register's whole series."""
+        settings = thresholds(demo)
+        for serial, code in [
+            ("LYO-HW-MAIN", "default"),  # a rollover
+            ("LYO-CW-A06", "default"),  # a leak
+            ("LYO-CW-A03", "default"),  # a vacancy
+            ("PAR-ELEC-COM", "default"),  # a misread
+            ("LYO-ELEC-COM", "default"),  # multiplier × transformer ratio
+            ("PAR-ELEC-A21", "1.8.2"),
+            ("PAR-PV-01", "2.8.0"),
+        ]:
+            register = Register.objects.select_related("meter").get(
+                meter__account=demo, meter__serial_number=serial, code=code
+            )
+            meter = register.meter
+            rows = list(register.readings.order_by("reading_date"))
+            derived = readings_domain.derive_series(
+                [readings_domain.Point(row.reading_date, row.value) for row in rows],
+                factor=meter.multiplier * register.transformer_ratio,
+                max_value=meter.max_value,
+                thresholds=settings,
+            )
+            stored = [
+                (row.previous_value, row.consumption, row.is_rollover, set(row.anomaly_flags))
+                for row in rows
+            ]
+            expected = [
+                (d.previous_value, d.consumption, d.is_rollover, set(d.flags)) for d in derived
+            ]
+            assert stored == expected, serial
+
+    def test_last_reading_of_each_meter(self, demo):
+        for meter in Meter.objects.filter(account=demo):
+            latest = (
+                Reading.objects.filter(meter=meter, register__is_default=True)
+                .order_by("-reading_date")
+                .first()
+            )
+            assert latest is not None, meter.serial_number
+            assert (meter.last_reading_value, meter.last_reading_at) == (
+                latest.value,
+                latest.reading_date,
+            ), meter.serial_number
+
+    @pytest.mark.parametrize(
+        "serial", ["LYO-W-MAIN", "LYO-HW-MAIN", "LYO-HEAT-MAIN", "PAR-W-MAIN", "PAR-HEAT-MAIN"]
+    )
+    def test_main_meters_balance_with_their_sub_meters(self, demo, serial):
+        """Between two readings of a main meter, it counts its sub-meters' sum plus losses."""
+        main = Meter.objects.get(account=demo, serial_number=serial)
+        span = main.readings.aggregate(first=Min("reading_date"), last=Max("reading_date"))
+        period = {"reading_date__gt": span["first"], "reading_date__lte": span["last"]}
+        total = main.readings.filter(**period).aggregate(total=Sum("consumption"))["total"]
+        subs = Reading.objects.filter(meter__parent_meter=main, **period)
+        assert subs.values("meter").distinct().count() == main.sub_meters.count()
+        sub_total = subs.aggregate(total=Sum("consumption"))["total"]
+        assert Decimal("1.02") < total / sub_total < Decimal("1.10")
+
+    def test_a_day_always_gives_the_same_readings(self):
+        day = dt.date(2026, 3, 9)
+        first = demo_data.reading_plan(today=day, time_zone=PARIS)
+        second = demo_data.reading_plan(today=day, time_zone=PARIS)
+        assert first == second
+        assert first["LYO-CW-A01"] != first["LYO-CW-A02"]

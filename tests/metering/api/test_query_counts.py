@@ -1,0 +1,102 @@
+"""Every list endpoint runs the same number of queries for 1 object and for 50 (STYLE rule 2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from readings import services as readings_services
+from tests.api_routes import api_routes
+from tests.factories import (
+    EstateFactory,
+    GatewayFactory,
+    MeterFactory,
+    PlaceFactory,
+    RegisterFactory,
+    ServicePlaceFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _meters(ctx, n):
+    for _ in range(n):
+        meter = MeterFactory(account=ctx["account"], estate=ctx["estate"], parent_meter=ctx["main"])
+        RegisterFactory(meter=meter)  # two registers each, to show the prefetch holds
+
+
+def _readings(ctx, n):
+    meter = ctx["main"]
+    start = meter.readings.count()
+    base = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    items = [
+        readings_services.ReadingInput(
+            reading_date=base + dt.timedelta(days=start + i), value=Decimal(10 * (start + i))
+        )
+        for i in range(n)
+    ]
+    readings_services.create_readings(meter=meter, items=items, actor=readings_services.Actor("t"))
+
+
+# For each list route: how to create n objects that it lists, given a context of parents.
+POPULATE: dict[str, Callable[[dict, int], None]] = {
+    "/api/v1/places/": lambda ctx, n: PlaceFactory.create_batch(n, account=ctx["account"]),
+    "/api/v1/estates/": lambda ctx, n: EstateFactory.create_batch(n, place=ctx["place"]),
+    "/api/v1/service-places/": lambda ctx, n: ServicePlaceFactory.create_batch(
+        n, place=ctx["place"]
+    ),
+    "/api/v1/gateways/": lambda ctx, n: GatewayFactory.create_batch(n, account=ctx["account"]),
+    "/api/v1/meters/": _meters,
+    "/api/v1/meters/{meter_id}/registers/": lambda ctx, n: RegisterFactory.create_batch(
+        n, meter=ctx["main"]
+    ),
+    "/api/v1/meters/{pk}/sub-meters/": _meters,
+    "/api/v1/places/{place_id}/meters/": _meters,
+    "/api/v1/estates/{estate_id}/meters/": _meters,
+    "/api/v1/places/{place_id}/estates/{estate_id}/meters/": _meters,
+    "/api/v1/meters/{meter_id}/readings/": _readings,
+    "/api/v1/readings/": _readings,
+}
+
+LIST_ROUTES = [route for route in api_routes() if route.is_list]
+
+
+def test_every_list_route_has_a_query_count_test():
+    assert {route.template for route in LIST_ROUTES} == set(POPULATE)
+
+
+def _context(account) -> dict:
+    place = PlaceFactory(account=account)
+    estate = EstateFactory(place=place)
+    main = MeterFactory(account=account, place=place, is_main_meter=True)
+    return {"account": account, "place": place, "estate": estate, "main": main}
+
+
+def _count(api, path: str) -> tuple[int, int]:
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(path)
+    assert response.status_code == 200, response.content[:300]
+    return len(queries), response.json()["meta"]["total"]
+
+
+@pytest.mark.parametrize("template", sorted(POPULATE))
+def test_same_number_of_queries_for_1_and_50_objects(template, account, api):
+    ctx = _context(account)
+    path = template.format(
+        pk=ctx["main"].pk,
+        meter_id=ctx["main"].pk,
+        place_id=ctx["place"].pk,
+        estate_id=ctx["estate"].pk,
+    )
+    POPULATE[template](ctx, 1)
+    api.get(path)  # warm per-process caches (content types, ...) before counting
+    few_queries, few = _count(api, path)
+    POPULATE[template](ctx, 49)
+    many_queries, many = _count(api, path)
+    assert many > few
+    assert many_queries == few_queries, (template, few_queries, many_queries)
