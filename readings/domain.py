@@ -121,14 +121,18 @@ def derive_series(
     factor: Decimal,
     max_value: Decimal | None,
     thresholds: Thresholds,
-) -> list[Derived]:
+    since: dt.datetime | None = None,
+) -> list[Derived | None]:
     """The chain and flags of a register's readings, given in ``reading_date`` order.
 
     The first point has no previous value. Each later point's baseline is made of the earlier
     intervals (not NEGATIVE) that end within ``baseline_days`` before it, lower bound included;
     a sliding window keeps the whole computation linear in the number of points.
+
+    With ``since``, points dated before it only feed the baselines and their result is None:
+    the engine re-derives the end of a series and needs the earlier points for nothing else.
     """
-    results: list[Derived] = []
+    results: list[Derived | None] = []
     window: deque[tuple[dt.datetime, int, Decimal]] = deque()  # (end, µs, consumption)
     window_consumption = Decimal(0)
     window_micros = 0
@@ -136,7 +140,8 @@ def derive_series(
     previous: Point | None = None
     for point in points:
         if previous is None:
-            results.append(Derived(None, None, False, NO_FLAGS))
+            first = since is None or point.reading_date >= since
+            results.append(Derived(None, None, False, NO_FLAGS) if first else None)
             previous = point
             continue
         consumption, is_rollover = consumption_between(
@@ -148,10 +153,13 @@ def derive_series(
             _, old_micros, old_consumption = window.popleft()
             window_micros -= old_micros
             window_consumption -= old_consumption
-        flags = rate_flags(
-            consumption, micros, window_consumption, window_micros, len(window), thresholds
-        )
-        results.append(Derived(previous.value, consumption, is_rollover, flags))
+        if since is not None and point.reading_date < since:
+            results.append(None)
+        else:
+            flags = rate_flags(
+                consumption, micros, window_consumption, window_micros, len(window), thresholds
+            )
+            results.append(Derived(previous.value, consumption, is_rollover, flags))
         if consumption >= 0:
             window.append((point.reading_date, micros, consumption))
             window_micros += micros

@@ -346,7 +346,24 @@ class _RegisterChange:
     touched: set[dt.datetime] = field(default_factory=set)
 
 
+# A stored reading as the engine reads it: (id, register_id, reading_date, value, *computed),
+# tuples rather than model instances, which only the rows that change become.
 _WINDOW_FIELDS = ["id", "register_id", "reading_date", "value", *COMPUTED_FIELDS]
+_COMPUTED_AT = 4  # where COMPUTED_FIELDS start in a window row
+
+
+def _computed(result: domain.Derived) -> tuple:
+    """``result`` as the values of COMPUTED_FIELDS, in their order."""
+    flags = tuple(flag in result.flags for flag in domain.FLAG_FIELDS)
+    return (result.previous_value, result.consumption, result.is_rollover, *flags)
+
+
+def _stale(row: tuple, result: domain.Derived) -> Reading | None:
+    """The update a stored ``row`` needs to hold ``result``, or None when it already does."""
+    computed = _computed(result)
+    if row[_COMPUTED_AT:] == computed:
+        return None
+    return Reading(pk=row[0], **dict(zip(COMPUTED_FIELDS, computed, strict=True)))
 
 
 def _rebuild(meter: Meter, changes: dict[int, tuple[Register, _RegisterChange]]) -> None:
@@ -367,69 +384,69 @@ def _rebuild(meter: Meter, changes: dict[int, tuple[Register, _RegisterChange]])
             register_id=register_pk,
             reading_date__gte=Coalesce(Subquery(before), lower, output_field=DateTimeField()),
         )
-    stored_rows: dict[int, list[Reading]] = defaultdict(list)
-    for row in Reading.objects.filter(window).only(*_WINDOW_FIELDS).order_by("reading_date"):
-        stored_rows[row.register_id].append(row)
+    stored_rows: dict[int, list[tuple]] = defaultdict(list)
+    for row in Reading.objects.filter(window).order_by("reading_date").values_list(*_WINDOW_FIELDS):
+        stored_rows[row[1]].append(row)
 
-    to_update: list[Reading] = []
+    neighbours: list[Reading] = []  # stored readings whose computed fields change
+    edited: list[Reading] = []  # readings updated by the caller: every editable field too
     to_delete: set[int] = set()
     for register_pk, (register, change) in changes.items():
         replaced = {reading.pk: reading for reading in change.updated}
-        rows = [
-            replaced.get(row.pk, row)
+        rows: list[tuple | Reading] = [
+            replaced.get(row[0], row)
             for row in stored_rows[register_pk]
-            if row.pk not in change.deleted
+            if row[0] not in change.deleted
         ]
         rows.extend(change.inserted)
-        rows.sort(key=lambda reading: reading.reading_date)
+        rows.sort(key=_reading_date)
         derived = domain.derive_series(
-            [domain.Point(row.reading_date, row.value) for row in rows],
+            [
+                domain.Point(row[2], row[3])
+                if isinstance(row, tuple)
+                else domain.Point(row.reading_date, row.value)
+                for row in rows
+            ],
             factor=meter.multiplier * register.transformer_ratio,
             max_value=meter.max_value,
             thresholds=settings,
+            since=starts[register_pk],
         )
-        start = starts[register_pk]
         for row, result in zip(rows, derived, strict=True):
-            if row.reading_date < start:
+            if result is None:
                 continue  # before the change: unchanged, only its interval feeds baselines
-            if _assign(row, result) and row.pk is not None and row.pk not in replaced:
-                to_update.append(row)
-        to_update.extend(change.updated)
+            if isinstance(row, tuple):
+                if (stale := _stale(row, result)) is not None:
+                    neighbours.append(stale)
+            else:
+                _assign(row, result)
+        edited.extend(change.updated)
         to_delete |= change.deleted
 
     if to_delete:
         Reading.objects.filter(pk__in=to_delete).delete()
-    if to_update:
-        fields = COMPUTED_FIELDS + (
-            EDITABLE_FIELDS if any(c.updated for _, c in changes.values()) else []
-        )
-        now = timezone.now()
-        for row in to_update:
-            row.updated_at = now
-        Reading.objects.bulk_update(to_update, [*fields, "updated_at"])
+    now = timezone.now()
+    for fields, readings in (
+        ([*COMPUTED_FIELDS, "updated_at"], neighbours),
+        ([*EDITABLE_FIELDS, *COMPUTED_FIELDS, "updated_at"], edited),
+    ):
+        if readings:
+            for reading in readings:
+                reading.updated_at = now
+            Reading.objects.bulk_update(readings, fields)
     inserted = [reading for _, change in changes.values() for reading in change.inserted]
     if inserted:
         Reading.objects.bulk_create(inserted)
 
 
-def _assign(reading: Reading, result: domain.Derived) -> bool:
-    """Store ``result`` on ``reading``; whether anything changed."""
-    flags = {field: flag in result.flags for flag, field in domain.FLAG_FIELDS.items()}
-    current = (
-        reading.previous_value,
-        reading.consumption,
-        reading.is_rollover,
-        *(getattr(reading, field) for field in flags),
-    )
-    new = (result.previous_value, result.consumption, result.is_rollover, *flags.values())
-    if current == new:
-        return False
-    reading.previous_value = result.previous_value
-    reading.consumption = result.consumption
-    reading.is_rollover = result.is_rollover
-    for field_name, value in flags.items():
-        setattr(reading, field_name, value)
-    return True
+def _reading_date(row: tuple | Reading) -> dt.datetime:
+    return row[2] if isinstance(row, tuple) else row.reading_date
+
+
+def _assign(reading: Reading, result: domain.Derived) -> None:
+    """Store ``result`` on ``reading``."""
+    for name, value in zip(COMPUTED_FIELDS, _computed(result), strict=True):
+        setattr(reading, name, value)
 
 
 def recompute(*, registers: Iterable[Register]) -> int:
@@ -438,21 +455,30 @@ def recompute(*, registers: Iterable[Register]) -> int:
     One query per register to load, one bulk UPDATE; returns the number of readings changed.
     """
     changed = 0
+    now = timezone.now()
     for register in registers:
         meter = register.meter
         rows = list(
-            Reading.objects.filter(register=register).only(*_WINDOW_FIELDS).order_by("reading_date")
+            Reading.objects.filter(register=register)
+            .order_by("reading_date")
+            .values_list(*_WINDOW_FIELDS)
         )
         derived = domain.derive_series(
-            [domain.Point(row.reading_date, row.value) for row in rows],
+            [domain.Point(row[2], row[3]) for row in rows],
             factor=meter.multiplier * register.transformer_ratio,
             max_value=meter.max_value,
             thresholds=thresholds(meter.account),
         )
-        dirty = [row for row, result in zip(rows, derived, strict=True) if _assign(row, result)]
-        if dirty:
-            Reading.objects.bulk_update(dirty, COMPUTED_FIELDS)
-            changed += len(dirty)
+        stale = [
+            reading
+            for row, result in zip(rows, derived, strict=True)
+            if (reading := _stale(row, result)) is not None
+        ]
+        if stale:
+            for reading in stale:
+                reading.updated_at = now
+            Reading.objects.bulk_update(stale, [*COMPUTED_FIELDS, "updated_at"])
+            changed += len(stale)
     return changed
 
 

@@ -71,9 +71,24 @@ TEMPLATES = [
 ]
 
 # --- database -----------------------------------------------------------------------------
+
+
+def database(default_url: str) -> dict:
+    """The `default` database from DATABASE_URL, with the settings every environment shares."""
+    config = env.db("DATABASE_URL", default=default_url)
+    config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    config["CONN_HEALTH_CHECKS"] = True
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        # The audit triggers (pgtrigger) look `pgtrigger.ignore` up on every row; when it is
+        # unset the lookup raises and catches an error, a subtransaction per row (measured:
+        # 30,000 reading inserts in 14.6 s without this, 2.5 s with it). Set it, empty.
+        options = config.setdefault("OPTIONS", {})
+        options["options"] = f"{options.get('options', '')} -c pgtrigger.ignore={{}}".strip()
+    return config
+
+
 # Unset DATABASE_URL means the embedded SQLite database, for trying the product.
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+DATABASES = {"default": database(f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}

@@ -1,12 +1,10 @@
 """The test suite: PostgreSQL, as in production."""
 
 from .base import *  # noqa: F403
-from .base import REST_FRAMEWORK, env
+from .base import REST_FRAMEWORK, database, env
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-key-not-secret")
-DATABASES = {
-    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/metering")
-}
+DATABASES = {"default": database("postgres://postgres@127.0.0.1:5432/metering")}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 STORAGES = {

@@ -17,12 +17,14 @@ class AccountDateTimeField(serializers.DateTimeField):
         return account.zone if account is not None else dt.UTC
 
     def to_internal_value(self, value):
+        # A naive time repeated by a DST change back (02:30 twice) is its first occurrence.
         parsed = super().to_internal_value(value)
         try:
-            parsed.astimezone(dt.UTC)
+            # In UTC: two aware times in one zone compare by wall clock, so 02:30+02:00 and
+            # 02:30+01:00 on the night of the change would otherwise be taken as equal.
+            return parsed.astimezone(dt.UTC)
         except (OverflowError, ValueError):
             self.fail("invalid", format="a date-time between years 1 and 9999 in UTC")
-        return parsed
 
     def to_representation(self, value):
         if not value:

@@ -150,3 +150,17 @@ class TestFlags:
         results = series(99970, 99980, 99990, 0, 10, factor=factor, max_value=D(100000))
         assert results[3].is_rollover and results[3].consumption == 10 * factor
         assert [r.flags for r in results] == [frozenset()] * 5
+
+
+class TestSince:
+    @pytest.mark.parametrize("since_day", [0, 3, 7, 12])
+    def test_points_from_since_are_derived_as_in_the_whole_series(self, since_day):
+        values = [0, 10, 20, 30, 40, 100, 110, 115, 116, 200, 210, 5, 15]
+        points = [Point(day(n), D(v)) for n, v in enumerate(values)]
+        whole = derive_series(points, factor=D(1), max_value=D(1000), thresholds=DEFAULTS)
+        end = derive_series(
+            points, factor=D(1), max_value=D(1000), thresholds=DEFAULTS, since=day(since_day)
+        )
+        assert end[since_day:] == whole[since_day:]
+        assert end[:since_day] == [None] * since_day
+        assert any(result.flags for result in whole[since_day:] if result)

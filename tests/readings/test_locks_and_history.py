@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from metering import services as metering_services
 from metering.models import Register
@@ -157,6 +158,15 @@ class TestHistory:
             ("user:alice", "ADMIN"),
             ("import:file.csv", "IMPORT"),
         }
+
+    def test_connections_skip_the_per_row_trigger_setting_lookup(self, meter):
+        # Without the setting, every audited row costs a subtransaction (config/settings/base).
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('pgtrigger.ignore', true)")
+            assert cursor.fetchone() == ("{}",)
+        (reading,) = add(meter, (0, 1))
+        history = selectors.reading_history(reading_ids=[reading.pk])
+        assert [entry.action for entry in history] == ["insert"]
 
 
 class TestSeriesParameters:

@@ -69,6 +69,24 @@ class TestBatch:
         assert response.json()["data"]["accepted"] == 4
         assert [row[3] for row in stored_series(register)] == [None, 10, 10, 10]
 
+    def test_the_hour_repeated_by_the_change_to_winter_time(self, api, meter, register):
+        # Europe/Paris, 2024-10-27: 02:00-03:00 happens twice, first at +02:00, then at +01:00.
+        assert meter.account.timezone == "Europe/Paris"
+        items = [
+            {"reading_date": "2024-10-27T02:30:00+02:00", "value": 10},
+            {"reading_date": "2024-10-27T02:30:00+01:00", "value": 11},
+            {"reading_date": "2024-10-27T02:45:00", "value": 12},  # no offset: the first one
+        ]
+        data = send(api, meter, items).json()["data"]
+        assert (data["accepted"], data["rejected"]) == (3, 0), data["errors"]
+        assert [r["reading_date"] for r in data["readings"]] == [
+            "2024-10-27T00:30:00Z",
+            "2024-10-27T01:30:00Z",
+            "2024-10-27T00:45:00Z",
+        ]
+        stored = Reading.objects.filter(register=register).order_by("reading_date")
+        assert [r.value for r in stored] == [10, 12, 11]
+
     def test_readings_on_several_registers(self, api, meter):
         nt = RegisterFactory(meter=meter, code="1.8.2", unit="m3")
         response = send(
