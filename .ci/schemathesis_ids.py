@@ -4,7 +4,7 @@ Run with `manage.py shell < .ci/schemathesis_ids.py` after load_demo.
 """
 
 from metering.models import Estate, Gateway, Meter, Register, ServicePlace
-from readings.models import Reading
+from readings.models import PeriodReading, Reading
 
 demo = {"account__slug": "demo"}
 main = Meter.objects.filter(**demo, sub_meters__isnull=False).order_by("id").first()
@@ -23,6 +23,11 @@ ids = {
         latest := Reading.objects.filter(**demo).latest("reading_date")
     ).meter_id,
     "ST_READING_ID": latest.pk,
+    # The latest utility bill of a supplied meter, which fuzzed writes may change or delete.
+    "ST_PERIOD_METER_ID": (
+        bill := PeriodReading.objects.filter(**demo).order_by("-end_date", "-id").first()
+    ).meter_id,
+    "ST_PERIOD_READING_ID": bill.pk,
 }
 for name, value in ids.items():
     print(f"export {name}={value}")

@@ -790,18 +790,18 @@ class Breakdown:
 
 ENGINE_ROUNDS = 5
 AUDIT_MODES = {
-    "row": "row-level, as shipped (pghistory default)",
-    "statement": "statement-level (pghistory.Statement), what-if",
+    "shipped": "statement-level, as shipped (pghistory.Statement)",
+    "row": "row-level (pghistory's default), what-if",
     "none": "none (DISABLE TRIGGER USER)",
 }
 
 
 @contextlib.contextmanager
 def audit_triggers(mode: str) -> Iterator[None]:
-    """Reading inserts audited as shipped, by a statement-level trigger, or not at all.
+    """Reading inserts audited as shipped, by a row-level trigger, or not at all.
 
-    The statement-level trigger is the one pghistory builds with ``level=pghistory.Statement``;
-    it is installed for the block only and the shipped one disabled meanwhile.
+    The row-level trigger is the one pghistory builds by default; it is installed for the
+    block only and the shipped (statement-level) one disabled meanwhile.
     """
     import pgtrigger
     from django.apps import apps
@@ -810,12 +810,12 @@ def audit_triggers(mode: str) -> Iterator[None]:
 
     from readings.models import Reading
 
-    statement = Event(
-        name="bench_statement_insert",
+    row_level = Event(
+        name="bench_row_insert",
         operation=pgtrigger.Insert,
         label="insert",
         event_model=apps.get_model("readings", "ReadingEvent"),
-        level=pgtrigger.Statement,
+        level=pgtrigger.Row,
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -825,15 +825,15 @@ def audit_triggers(mode: str) -> Iterator[None]:
         (shipped,) = cursor.fetchone()
         if mode == "none":
             cursor.execute("ALTER TABLE readings_reading DISABLE TRIGGER USER")
-        elif mode == "statement":
+        elif mode == "row":
             cursor.execute(f"ALTER TABLE readings_reading DISABLE TRIGGER {shipped}")
-            statement.install(Reading)
+            row_level.install(Reading)
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            if mode == "statement":
-                statement.uninstall(Reading)
+            if mode == "row":
+                row_level.uninstall(Reading)
             cursor.execute("ALTER TABLE readings_reading ENABLE TRIGGER USER")
 
 

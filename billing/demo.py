@@ -37,12 +37,14 @@ from metering.models import (
     Gateway,
     Membership,
     Meter,
+    MeterDevice,
     Place,
     Register,
     ServicePlace,
 )
+from readings import periods as readings_periods
 from readings import services as readings_services
-from readings.models import Reading
+from readings.models import PeriodReading, Reading
 from readings.services import ReadingInput
 
 DEMO_SLUG = "demo"
@@ -794,6 +796,22 @@ ESTIMATE_NOTE = "Meter not accessible: estimated from the previous period's cons
 # A manual reading noted below the previous one, on a meter without ``max_value``: NEGATIVE.
 MISREADS = [("PAR-ELEC-COM", 7)]
 
+
+@dataclass(frozen=True)
+class DeviceReplacement:
+    """A meter whose device was replaced (CONTRACT §4.6): its readings from ``days_before``
+    (10:00, mid-month) are the new device's, which started at ``initial_value``."""
+
+    serial_number: str
+    days_before: int
+    new_serial_number: str
+    initial_value: Decimal = Decimal(0)
+
+
+# A cold water meter with a jammed register, swapped by the caretaker between two monthly
+# readings: the consumption of that month is the old device's part plus the new one's.
+REPLACEMENTS = [DeviceReplacement("PAR-CW-A22", days_before=200, new_serial_number="PAR-CW-A22-R")]
+
 LOSSES = {  # what a main meter counts beyond its sub-meters, as a share of their sum
     "LYO-W-MAIN": 0.05,  # leaks and under-registration of the apartment meters
     "LYO-HW-MAIN": 0.04,
@@ -1094,6 +1112,7 @@ def delete_demo_account() -> bool:
     # Readings restrict their meter and register, so the cascade would load every one of them
     # to check; one DELETE first is much faster (the audit triggers still record each row).
     Reading.objects.for_account(account).delete()
+    PeriodReading.objects.for_account(account).delete()
     account.delete()
     return True
 
@@ -1201,14 +1220,145 @@ def build_readings(demo: Demo, *, today: dt.date | None = None) -> None:
     time_zone = ZoneInfo(demo.account.timezone)
     if today is None:
         today = timezone.now().astimezone(time_zone).date()
+    replacements = {r.serial_number: r for r in REPLACEMENTS}
     for serial_number, items in reading_plan(today=today, time_zone=time_zone).items():
-        result = readings_services.create_readings(
-            meter=demo.meters[serial_number], items=items, actor=READINGS_ACTOR
+        meter = demo.meters[serial_number]
+        replacement = replacements.get(serial_number)
+        if replacement is None:
+            _create_readings(meter, items)
+            continue
+        at = dt.datetime.combine(
+            today - dt.timedelta(days=replacement.days_before), dt.time(10), tzinfo=time_zone
+        )
+        before = [item for item in items if item.reading_date < at]
+        after = [item for item in items if item.reading_date > at]
+        # The old device's index at ``at``: its use runs evenly between the readings around it.
+        previous, following = before[-1], after[0]
+        share = Decimal(
+            (at - previous.reading_date) / (following.reading_date - previous.reading_date)
+        )
+        step = Decimal(1).scaleb(-meter.precision_digits)
+        final = (previous.value + (following.value - previous.value) * share).quantize(
+            step, rounding=ROUND_DOWN
+        )
+        _create_readings(meter, before)
+        readings_services.replace_device(
+            meter=meter,
+            replaced_at=at,
+            final_value=final,
+            new_serial_number=replacement.new_serial_number,
+            initial_value=replacement.initial_value,
+            manufacturer=meter.manufacturer,
+            model_reference=meter.model_reference,
+            actor=READINGS_ACTOR,
+        )
+        for item in after:  # the new device counts from its initial value
+            item.value = item.value - final + replacement.initial_value
+        _create_readings(meter, after)
+
+
+def _create_readings(meter: Meter, items: list[ReadingInput]) -> None:
+    result = readings_services.create_readings(meter=meter, items=items, actor=READINGS_ACTOR)
+    if result.errors:
+        error = result.errors[0]
+        raise DemoError(
+            f"Reading {error.index} of meter {meter.serial_number} is refused: "
+            f"{error.message} {error.details}"
+        )
+
+
+# --- utility bills ----------------------------------------------------------------------------
+#
+# The suppliers' monthly bills of the supplies the manager pays (``ACCPAY`` meters), stored as
+# period readings (CONTRACT §4.4): one per calendar month of the history, with the consumption
+# the supplier measured (the meter's simulated use over the month, in its unit, in whole units)
+# and the cost net of VAT (units × price + days × standing charge). The electricity bills carry
+# the month's peak demand. One bill is the supplier's estimate.
+
+
+@dataclass(frozen=True)
+class SupplyContract:
+    """What a supplier charges for one meter's supply, net of VAT."""
+
+    unit_price: Decimal  # per unit of the meter (m³ of gas: 11.2 kWh)
+    standing_charge_per_day: Decimal
+    with_demand: bool = False  # the bill states the month's peak demand (kW)
+
+
+SUPPLY_CONTRACTS: dict[str, SupplyContract] = {
+    "LYO-W-MAIN": SupplyContract(Decimal("4.1200"), Decimal("0.9500")),
+    "LYO-GAS-01": SupplyContract(Decimal("1.3100"), Decimal("2.4000")),
+    "LYO-ELEC-COM": SupplyContract(Decimal("0.2210"), Decimal("1.1200"), with_demand=True),
+    "PAR-W-MAIN": SupplyContract(Decimal("4.3500"), Decimal("0.6000")),
+    "PAR-GAS-01": SupplyContract(Decimal("1.3400"), Decimal("1.9000")),
+    "PAR-ELEC-COM": SupplyContract(Decimal("0.2290"), Decimal("0.5500"), with_demand=True),
+}
+# Bills the supplier estimated (no reading that month), in months counted back from the current
+# one: the previous bill's daily rate carried over.
+ESTIMATED_BILLS = [("LYO-GAS-01", 9)]
+ESTIMATED_BILL_NOTE = "Estimated by the supplier: the meter could not be read."
+BILLS_ACTOR = readings_services.Actor("system:load_demo", "IMPORT")
+
+
+def bill_plan(*, today: dt.date) -> dict[str, list[readings_periods.PeriodInput]]:
+    """Each supplied meter's monthly bills, by serial number: the calendar months of the
+    history that end before ``today``. A pure function of ``today``."""
+    start = history_start(today)
+    days = [start + dt.timedelta(days=n) for n in range((today - start).days + 1)]
+    use = daily_use(days, today)
+    estimated = {(serial, _month_start(today, months)) for serial, months in ESTIMATED_BILLS}
+    # The 1st of each month of the history, and of the current month, which ends the last bill.
+    firsts = [
+        first
+        for back in range(HISTORY_YEARS * 12, -1, -1)
+        if (first := _month_start(today, back)) >= start
+    ]
+    plan: dict[str, list[readings_periods.PeriodInput]] = {}
+    for serial, contract in SUPPLY_CONTRACTS.items():
+        daily = use[serial, Register.DEFAULT_CODE]
+        bills: list[readings_periods.PeriodInput] = []
+        for first, following in itertools.pairwise(firsts):
+            month = daily[(first - start).days : (following - start).days]
+            consumption = Decimal(sum(month)).quantize(Decimal(1))
+            notes = f"Bill {first:%Y-%m}"
+            is_estimated = (serial, first) in estimated and bool(bills)
+            if is_estimated:
+                previous = bills[-1]
+                days = (previous.end_date - previous.start_date).days + 1
+                consumption = (previous.consumption / days * len(month)).quantize(Decimal(1))
+                notes = f"{notes}. {ESTIMATED_BILL_NOTE}"
+            cost = consumption * contract.unit_price + len(month) * contract.standing_charge_per_day
+            demand = None
+            if contract.with_demand:
+                # The peak quarter-hour: about three times the day's average power.
+                demand = Decimal(max(month) / 24 * 3).quantize(Decimal("0.1"))
+            bills.append(
+                readings_periods.PeriodInput(
+                    start_date=first,
+                    end_date=following - dt.timedelta(days=1),
+                    consumption=consumption,
+                    cost=cost.quantize(Decimal("0.01")),
+                    demand_kw=demand,
+                    is_estimated=is_estimated,
+                    notes=notes,
+                )
+            )
+        plan[serial] = bills
+    return plan
+
+
+def build_utility_bills(demo: Demo, *, today: dt.date | None = None) -> None:
+    """The monthly bills of the supplied meters, through the period readings' services."""
+    if today is None:
+        today = timezone.now().astimezone(ZoneInfo(demo.account.timezone)).date()
+    for serial_number, bills in bill_plan(today=today).items():
+        result = readings_periods.create_period_readings(
+            meter=demo.meters[serial_number], items=bills, actor=BILLS_ACTOR
         )
         if result.errors:
             error = result.errors[0]
             raise DemoError(
-                f"Reading {error.index} of meter {serial_number} is refused: "
+                f"Bill {error.index} of meter {serial_number} is refused: "
                 f"{error.message} {error.details}"
             )
 
@@ -1286,6 +1436,7 @@ def build_demo(*, password: str, today: dt.date | None = None) -> Demo:
     build_tenants(demo)
     build_meters(demo)
     build_readings(demo, today=today)
+    build_utility_bills(demo, today=today)
     build_staff_login(demo, password=password)
     build_api_key(demo)
     return demo
@@ -1314,4 +1465,9 @@ def summary(account: Account) -> dict[str, int]:
             negative=Count("pk", filter=Q(flag_negative=True)),
             deviations=Count("pk", filter=Q(flag_deviation=True)),
         ),
+        "period readings": PeriodReading.objects.for_account(account).count(),
+        "device replacements": MeterDevice.objects.for_account(account)
+        .filter(initial_value__isnull=False)
+        .count(),
+        "billed meters": meters.filter(period_readings__isnull=False).distinct().count(),
     }

@@ -30,6 +30,7 @@ from metering.models import (
     Gateway,
     Membership,
     Meter,
+    MeterDevice,
     Place,
     Register,
     ServicePlace,
@@ -320,6 +321,25 @@ class SubMeterInline(AccountScopedInline):
         return super().get_queryset(request).select_related("place")
 
 
+class MeterDeviceInline(AccountScopedInline):
+    """The serial-number history: written only by a device replacement (action on the list)."""
+
+    model = MeterDevice
+    writable = False
+    fields = (
+        "serial_number",
+        "manufacturer",
+        "model_reference",
+        "installed_at",
+        "removed_at",
+        "initial_value",
+        "final_value",
+    )
+    readonly_fields = fields
+    verbose_name = "device"
+    verbose_name_plural = "devices (serial-number history)"
+
+
 @admin.register(Meter)
 class MeterAdmin(AccountScopedAdmin):
     """Meters, created and changed through ``services.create_meter``/``update_meter``.
@@ -352,7 +372,7 @@ class MeterAdmin(AccountScopedAdmin):
     autocomplete_fields = ("place", "estate", "service_place", "gateway", "tariff", "parent_meter")
     readonly_fields = ("last_reading_value", "last_reading_at")
     change_readonly_fields = ("serial_number",)
-    inlines = (RegisterInline, SubMeterInline)
+    inlines = (RegisterInline, SubMeterInline, MeterDeviceInline)
     fieldsets = (
         (None, {"fields": ("account", "serial_number", "name", "meter_type", "unit", "status")}),
         ("Billing", {"fields": ("billing_type", "billing_direction", "tariff")}),

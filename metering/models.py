@@ -691,6 +691,49 @@ class Register(TimeStampedModel):
             )
 
 
+class MeterDevice(TimeStampedModel):
+    """One physical device that served as a meter, in its serial-number history (§4.6).
+
+    A meter's first replacement records its original device (``initial_value`` null: it
+    counted from the meter's first reading) and the new one; each later replacement closes the
+    current device and adds the next. The current device has no ``removed_at``. A device with
+    an ``initial_value`` restarts the meter's counting at ``installed_at``: the readings engine
+    takes it as the previous value of the default register's first reading after it, and
+    ``register_values`` the other registers' (0 when not given).
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="devices")
+    serial_number = models.CharField(max_length=100)
+    manufacturer = models.CharField(max_length=100, blank=True, default="")
+    model_reference = models.CharField(max_length=100, blank=True, default="")
+    installed_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    initial_value = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    final_value = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    # The other registers' indexes: {code: {"final_value": "...", "initial_value": "..."}}.
+    register_values = models.JSONField(default=dict, blank=True)
+
+    objects = AccountScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["meter_id", "id"]  # devices are recorded in the order they are installed
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter"], condition=Q(removed_at__isnull=True), name="device_one_current"
+            ),
+            models.CheckConstraint(
+                condition=Q(removed_at__isnull=True)
+                | Q(installed_at__isnull=True)
+                | Q(removed_at__gte=models.F("installed_at")),
+                name="device_removed_after_installed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.serial_number} ({self.meter})"
+
+
 class IdempotencyRecord(models.Model):
     """The first response to a POST sent with an ``Idempotency-Key`` (CONTRACT §2), for 24 h."""
 

@@ -5,7 +5,8 @@ the user as actor and ``ADMIN`` as source, so the chain, the anomaly flags, the 
 audit history follow the same rules whatever the path (CONTRACT §4.1, §4.2, §4.7). The engine
 decides: the form calls it as the last step of its validation, inside the admin's transaction,
 so that each refusal (an invalid value, a duplicate date, a locked reading, a decommissioned
-meter) is shown on the form it concerns instead of failing the request.
+meter) is shown on the form it concerns instead of failing the request. Period readings follow
+the same pattern over ``readings.periods`` (overlaps, locks and flags are its rules).
 
 The meter's page gets a section with its latest readings and their history, added through
 ``MeterAdmin.page_sections`` (metering does not depend on readings).
@@ -34,9 +35,11 @@ from django.utils import timezone
 
 from metering.admin import MeterAdmin
 from metering.admin_base import AccountScopedAdmin, AccountScopedForm
+from metering.domain import CURRENCIES
 from metering.errors import ApiError, ReadingLocked
 from metering.models import Meter, Register
-from readings import domain, selectors, services
+from readings import domain, periods, selectors, services
+from readings.admin_consumption import meter_consumption_section
 from readings.models import PeriodReading, Reading
 
 # What the meter's page shows.
@@ -514,30 +517,241 @@ def meter_readings_section(request: HttpRequest, meter: Meter) -> str | None:
 
 if meter_readings_section not in MeterAdmin.page_sections:
     MeterAdmin.page_sections.append(meter_readings_section)
+# Its monthly consumption over two years, as a chart (readings.admin_consumption).
+if meter_consumption_section not in MeterAdmin.page_sections:
+    MeterAdmin.page_sections.append(meter_consumption_section)
+
+
+# --- period readings ------------------------------------------------------------------------
+
+# The currency choice of the form; empty: the account's currency.
+CURRENCY_CHOICES = [("", "The account's currency"), *[(c, c) for c in sorted(CURRENCIES)]]
+
+
+class PeriodReadingForm(AccountScopedForm):
+    """A period reading's fields; valid only once ``readings.periods`` has written it.
+
+    As ``ReadingForm``: the services decide (values, overlaps, locks, a decommissioned meter)
+    as the last step of the validation, and each refusal is shown on the field it concerns.
+    """
+
+    cost_currency = forms.ChoiceField(choices=CURRENCY_CHOICES, required=False)
+
+    # Who writes: set by ``PeriodReadingAdmin.get_form`` on the form class it builds.
+    actor: services.Actor | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.saved: PeriodReading | None = None
+
+    def _post_clean(self) -> None:
+        try:
+            self.instance = construct_instance(
+                self, self.instance, self._meta.fields, self._meta.exclude
+            )
+        except ValidationError as error:
+            self._update_errors(error)
+        if self._errors:
+            return
+        if self.actor is None:
+            raise ImproperlyConfigured("PeriodReadingForm writes for an actor: set its `actor`.")
+        if self.instance._state.adding:
+            self._create()
+        else:
+            self._update()
+
+    def _create(self) -> None:
+        data = self.cleaned_data
+        item = periods.PeriodInput(
+            **{name: data[name] for name in periods.EDITABLE_FIELDS if name in data}
+        )
+        try:
+            result = periods.create_period_readings(
+                meter=data["meter"], items=[item], actor=self.actor
+            )
+        except ApiError as error:  # a decommissioned meter
+            self.add_error("meter", str(error.detail))
+            return
+        if result.errors:
+            error = result.errors[0]
+            self._refused(error.message, error.details)
+        else:
+            self.saved = result.accepted[0]
+
+    def _update(self) -> None:
+        values = {
+            name: self.cleaned_data[name]
+            for name in self.changed_data
+            if name in periods.EDITABLE_FIELDS and name in self.cleaned_data
+        }
+        if not values:
+            self.saved = self.instance
+            return
+        try:
+            self.saved = periods.update_period_reading(
+                period=self.instance, values=values, actor=self.actor
+            )
+        except ValidationError as error:
+            if hasattr(error, "error_dict"):
+                self._refused("", error.message_dict)
+            else:
+                self.add_error(None, error)
+        except ApiError as error:  # overlap, lock
+            self._refused(str(error.detail), error.details)
+
+    def _refused(self, message: str, details: dict[str, list[str]]) -> None:
+        """Show a refusal of the services on the field it concerns (on the form when none)."""
+        if not details:
+            self.add_error(None, message)
+            return
+        for name, messages_ in details.items():
+            self.add_error(name if name in self.fields else None, messages_)
 
 
 @admin.register(PeriodReading)
 class PeriodReadingAdmin(AccountScopedAdmin):
+    """Period readings (utility bills), written through ``readings.periods``.
+
+    A locked period reading (it starts before its meter's lock instant) is shown read-only and
+    its deletion is refused with the ``reading_locked`` message.
+    """
+
     scope = "readings"
-    writable = False
+    form = PeriodReadingForm
     list_display = (
-        "meter",
+        "meter_serial",
         "start_date",
         "end_date",
         "consumption",
+        "unit",
         "cost",
         "cost_currency",
         "demand_kw",
+        "anomalies",
         "is_estimated",
         "source",
-        "anomaly_flags",
+        "locked",
     )
-    list_filter = ("is_estimated", "source")
-    search_fields = ("meter__serial_number", "meter__name")
+    list_display_links = ("start_date",)
+    list_filter = (AnomalyFilter, "is_estimated", "source", "meter", "meter__place")
+    search_fields = ("meter__serial_number", "meter__name", "notes")
     list_select_related = ("meter", "account")
     date_hierarchy = "start_date"
-    fieldsets = (
-        (None, {"fields": ("account", "meter", "start_date", "end_date", "consumption")}),
-        ("Cost", {"fields": ("cost", "cost_currency", "demand_kw")}),
-        ("Details", {"fields": ("is_estimated", "source", "anomaly_flags", "notes")}),
+    ordering = ("-start_date", "-pk")
+    autocomplete_fields = ("meter",)
+    readonly_fields = (
+        "lock",
+        "unit",
+        "anomalies",
+        "source",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "history",
     )
+    change_readonly_fields = ("meter",)
+    add_fieldsets = (
+        (None, {"fields": ("meter", "start_date", "end_date", "consumption")}),
+        ("Cost", {"fields": ("cost", "cost_currency", "demand_kw")}),
+        ("Details", {"fields": ("is_estimated", "notes")}),
+    )
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "account",
+                    "meter",
+                    "start_date",
+                    "end_date",
+                    "consumption",
+                    "unit",
+                    "lock",
+                )
+            },
+        ),
+        ("Cost", {"fields": ("cost", "cost_currency", "demand_kw")}),
+        ("Details", {"fields": ("is_estimated", "notes")}),
+        (
+            "Computed",
+            {"fields": ("anomalies", "source", "created_by", "created_at", "updated_at")},
+        ),
+        ("History", {"fields": ("history",)}),
+    )
+
+    # --- columns and read-only fields -------------------------------------------------------
+
+    @admin.display(description="meter", ordering="meter__serial_number")
+    def meter_serial(self, period: PeriodReading) -> str:
+        return period.meter.serial_number
+
+    @admin.display(description="unit")
+    def unit(self, period: PeriodReading) -> str:
+        return period.meter.unit
+
+    @admin.display(description="anomalies")
+    def anomalies(self, period: PeriodReading) -> str | None:
+        return " ".join(period.anomaly_flags) or None
+
+    @admin.display(description="locked", boolean=True)
+    def locked(self, period: PeriodReading) -> bool:
+        return period.is_locked
+
+    @admin.display(description="lock")
+    def lock(self, period: PeriodReading) -> str:
+        if not period.is_locked:
+            return "Not locked."
+        until = shown(period.meter_locked_until)
+        return f"{ReadingLocked.default_detail} (meter locked until {until})"
+
+    @admin.display(description="changes")
+    def history(self, period: PeriodReading) -> str:
+        entries = selectors.period_reading_history(period_ids=[period.pk])
+        rows = history_rows(entries, {})
+        return render_to_string("admin/readings/reading/history.html", {"rows": rows})
+
+    # --- scoping and permissions ------------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).with_lock().select_related("meter", "account")
+
+    def has_change_permission(self, request: HttpRequest, obj: PeriodReading | None = None) -> bool:
+        return super().has_change_permission(request, obj) and not (obj and obj.is_locked)
+
+    # --- writes through the services --------------------------------------------------------
+
+    def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs: Any):
+        form = super().get_form(request, obj, change, **kwargs)
+        form.actor = admin_actor(request)
+        return form
+
+    def save_model(self, request: HttpRequest, obj: PeriodReading, form, change: bool) -> None:
+        # The form's validation wrote the period through the services: go on with that row.
+        obj.pk = form.saved.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+
+    def destroy(self, request: HttpRequest, obj: PeriodReading) -> None:
+        periods.delete_period_reading(period=obj, actor=admin_actor(request))
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.is_locked:
+            context["show_delete"] = False
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and obj.is_locked and self.has_delete_permission(request, obj):
+            self.message_user(request, ReadingLocked.default_detail, messages.ERROR)
+            return HttpResponseRedirect(
+                reverse(
+                    "admin:readings_periodreading_change",
+                    args=[obj.pk],
+                    current_app=self.admin_site.name,
+                )
+            )
+        return super().delete_view(request, object_id, extra_context)
+
+
+# The device replacement action on the meter list (its own module; it uses ``admin_actor``).
+from readings import admin_devices  # noqa: E402, F401

@@ -7,6 +7,7 @@ class ReadingsConfig(AppConfig):
 
     def ready(self) -> None:
         from metering.signals import series_parameters_changed
-        from readings import services
+        from readings import periods, services
 
         series_parameters_changed.connect(services.on_series_parameters_changed)
+        series_parameters_changed.connect(periods.on_series_parameters_changed)

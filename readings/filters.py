@@ -1,4 +1,4 @@
-"""Filters of readings (CONTRACT §4.1): dates are days of the account's time zone."""
+"""Filters of readings (CONTRACT §4.1, §4.4): dates are days of the account's time zone."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 
 from metering.api.filters import FilterSet, IdFilter, StrictBooleanFilter
 from readings import domain
-from readings.models import READING_TYPES, Reading
+from readings.models import READING_TYPES, SOURCES, PeriodReading, Reading
 
 
 def _midnight(filterset: FilterSet, day: dt.date) -> dt.datetime:
@@ -68,3 +68,37 @@ class AccountReadingFilter(ReadingFilter):
 
     class Meta(ReadingFilter.Meta):
         fields = [*ReadingFilter.Meta.fields, "meter_id", "place_id", "estate_id"]
+
+
+class PeriodReadingFilter(FilterSet):
+    """Period readings of a meter (CONTRACT §4.4): dates are the periods' own days."""
+
+    start_date = django_filters.DateFilter(
+        field_name="start_date", lookup_expr="gte", label="Periods starting on or after this day."
+    )
+    end_date = django_filters.DateFilter(
+        field_name="end_date", lookup_expr="lte", label="Periods ending on or before this day."
+    )
+    is_estimated = StrictBooleanFilter(field_name="is_estimated")
+    source = django_filters.ChoiceFilter(choices=SOURCES)
+    anomaly = django_filters.ChoiceFilter(
+        choices=[(flag, flag) for flag in domain.FLAGS], method="filter_anomaly"
+    )
+    has_anomaly = StrictBooleanFilter(method="filter_has_anomaly")
+
+    class Meta:
+        model = PeriodReading
+        fields = ["start_date", "end_date", "is_estimated", "source", "anomaly", "has_anomaly"]
+
+    # The same flag filters as index readings'.
+    filter_anomaly = ReadingFilter.filter_anomaly
+    filter_has_anomaly = ReadingFilter.filter_has_anomaly
+
+
+class AccountPeriodReadingFilter(PeriodReadingFilter):
+    meter_id = IdFilter(field_name="meter_id")
+    place_id = IdFilter(field_name="meter__place_id")
+    estate_id = IdFilter(field_name="meter__estate_id")
+
+    class Meta(PeriodReadingFilter.Meta):
+        fields = [*PeriodReadingFilter.Meta.fields, "meter_id", "place_id", "estate_id"]

@@ -36,7 +36,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from metering.errors import Conflict, DuplicateReading, ReadingLocked
-from metering.models import Account, Meter, Register
+from metering.models import Account, Meter, MeterDevice, Register
 from readings import domain
 from readings.models import Reading
 
@@ -313,6 +313,163 @@ def delete_reading(*, reading: Reading, actor: Actor) -> None:
         Meter.objects.filter(pk=meter.pk).refresh_last_readings()
 
 
+# --- device replacement ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisterSwap:
+    """Another register's indexes at a device replacement (the default one's are top-level)."""
+
+    code: str
+    final_value: Decimal | None = None
+    initial_value: Decimal = Decimal(0)
+
+
+def replace_device(
+    *,
+    meter: Meter,
+    replaced_at: dt.datetime,
+    final_value: Decimal,
+    new_serial_number: str,
+    initial_value: Decimal = Decimal(0),
+    manufacturer: str = "",
+    model_reference: str = "",
+    registers: Sequence[RegisterSwap] = (),
+    actor: Actor,
+) -> MeterDevice:
+    """Replace the meter's device at ``replaced_at`` (CONTRACT §4.6); returns the new device.
+
+    Records the old device's final reading (``final_value`` on the default register at
+    ``replaced_at``), closes the old device in the serial-number history and opens the new one,
+    whose ``initial_value`` becomes the previous value of the default register's next reading.
+    The other registers restart from their ``registers`` entry's ``initial_value`` (0 when not
+    given), after a final reading when it gives a ``final_value``. The meter keeps its id,
+    registers, readings and sub-meters; its serial number, manufacturer and model reference
+    become the new device's. Consumption across the replacement is the old device's last
+    interval plus the new device's first: nothing is lost or invented.
+    """
+    with writing(actor):
+        meter = _lock_meter(meter.pk)
+        _check_writable(meter)
+        by_code = {register.code: register for register in meter.registers.all()}
+        default = next(register for register in by_code.values() if register.is_default)
+        current = meter.devices.filter(removed_at__isnull=True).first()
+        new_serial_number = new_serial_number.strip()
+
+        details: dict[str, list[str]] = {}
+        if messages := value_errors(meter, final_value):
+            details["final_value"] = messages
+        if messages := value_errors(meter, initial_value):
+            details["initial_value"] = messages
+        if messages := date_errors(replaced_at, timezone.now()):
+            details["replaced_at"] = messages
+        installed_at = current.installed_at if current else _installed_at(meter)
+        if installed_at is not None and replaced_at <= installed_at:
+            details.setdefault("replaced_at", []).append(
+                "The current device was installed at or after this date."
+            )
+        if not new_serial_number:
+            details["new_serial_number"] = ["This field may not be blank."]
+        elif new_serial_number == meter.serial_number:
+            details["new_serial_number"] = ["This is the current device's serial number."]
+        finals = {default: final_value}
+        for swap in registers:
+            register = by_code.get(swap.code)
+            if register is None or register is default:
+                problem = "is the default register" if register else "is not on this meter"
+                details.setdefault("registers", []).append(f"Register {swap.code!r} {problem}.")
+                continue
+            for value in (swap.final_value, swap.initial_value):
+                if value is not None and (messages := value_errors(meter, value)):
+                    details.setdefault("registers", []).extend(
+                        f"Register {swap.code!r}: {message}" for message in messages
+                    )
+            if swap.final_value is not None:
+                finals[register] = swap.final_value
+        if len({swap.code for swap in registers}) != len(registers):
+            details.setdefault("registers", []).append("A register is given twice.")
+        if details:
+            raise ValidationError(details)
+        if Meter.objects.filter(
+            account_id=meter.account_id, serial_number=new_serial_number
+        ).exists():
+            raise Conflict("Another meter of this account has this serial number.")
+        if any(is_locked(register, replaced_at) for register in by_code.values()):
+            raise ReadingLocked()
+        if Reading.objects.filter(register__in=finals, reading_date=replaced_at).exists():
+            raise DuplicateReading("A register already has a reading at replaced_at.")
+
+        if current is None:  # the first replacement: the original device enters the history
+            current = MeterDevice(
+                account_id=meter.account_id,
+                meter=meter,
+                serial_number=meter.serial_number,
+                manufacturer=meter.manufacturer,
+                model_reference=meter.model_reference,
+                installed_at=installed_at,
+            )
+        current.removed_at = replaced_at
+        current.final_value = final_value
+        current.save()
+        device = MeterDevice.objects.create(
+            account_id=meter.account_id,
+            meter=meter,
+            serial_number=new_serial_number,
+            manufacturer=manufacturer,
+            model_reference=model_reference,
+            installed_at=replaced_at,
+            initial_value=initial_value,
+            register_values={
+                swap.code: {
+                    "final_value": None if swap.final_value is None else str(swap.final_value),
+                    "initial_value": str(swap.initial_value),
+                }
+                for swap in registers
+            },
+        )
+        final_readings = {
+            register.pk: Reading(
+                account_id=meter.account_id,
+                meter=meter,
+                register=register,
+                reading_date=replaced_at,
+                value=value,
+                notes=f"Final reading of device {current.serial_number}.",
+                source=actor.source,
+                created_by=actor.label,
+            )
+            for register, value in finals.items()
+        }
+        _rebuild(
+            meter,
+            {
+                register.pk: (
+                    register,
+                    _RegisterChange(
+                        inserted=[final_readings[register.pk]]
+                        if register.pk in final_readings
+                        else [],
+                        touched={replaced_at},
+                    ),
+                )
+                for register in by_code.values()
+            },
+        )
+        meter.serial_number = new_serial_number
+        meter.manufacturer = manufacturer
+        meter.model_reference = model_reference
+        meter.save(update_fields=["serial_number", "manufacturer", "model_reference", "updated_at"])
+        Meter.objects.filter(pk=meter.pk).refresh_last_readings()
+        return device
+
+
+def _installed_at(meter: Meter) -> dt.datetime | None:
+    """The original device's installation: 00:00 of the meter's installation date, local."""
+    if meter.installation_date is None:
+        return None
+    return dt.datetime.combine(meter.installation_date, dt.time.min, tzinfo=meter.account.zone)
+
+
 # --- locks -----------------------------------------------------------------------------------
 
 
@@ -387,6 +544,7 @@ def _rebuild(meter: Meter, changes: dict[int, tuple[Register, _RegisterChange]])
     stored_rows: dict[int, list[tuple]] = defaultdict(list)
     for row in Reading.objects.filter(window).order_by("reading_date").values_list(*_WINDOW_FIELDS):
         stored_rows[row[1]].append(row)
+    replacements = _replacements(meter)
 
     neighbours: list[Reading] = []  # stored readings whose computed fields change
     edited: list[Reading] = []  # readings updated by the caller: every editable field too
@@ -411,6 +569,7 @@ def _rebuild(meter: Meter, changes: dict[int, tuple[Register, _RegisterChange]])
             max_value=meter.max_value,
             thresholds=settings,
             since=starts[register_pk],
+            restarts=_restarts(replacements, register),
         )
         for row, result in zip(rows, derived, strict=True):
             if result is None:
@@ -439,6 +598,31 @@ def _rebuild(meter: Meter, changes: dict[int, tuple[Register, _RegisterChange]])
         Reading.objects.bulk_create(inserted)
 
 
+def _replacements(meter: Meter) -> list[tuple[dt.datetime, Decimal, dict]]:
+    """When the meter's device was replaced, with the new device's initial values."""
+    return list(
+        MeterDevice.objects.filter(
+            meter=meter, installed_at__isnull=False, initial_value__isnull=False
+        ).values_list("installed_at", "initial_value", "register_values")
+    )
+
+
+def _restarts(
+    replacements: list[tuple[dt.datetime, Decimal, dict]], register: Register
+) -> list[domain.Restart]:
+    """A replacement restarts every register: the default one from the new device's
+    ``initial_value`` (CONTRACT §4.6), the others from theirs, 0 when not given."""
+    return [
+        domain.Restart(
+            at,
+            initial
+            if register.is_default
+            else Decimal(others.get(register.code, {}).get("initial_value", "0")),
+        )
+        for at, initial, others in replacements
+    ]
+
+
 def _reading_date(row: tuple | Reading) -> dt.datetime:
     return row[2] if isinstance(row, tuple) else row.reading_date
 
@@ -456,8 +640,11 @@ def recompute(*, registers: Iterable[Register]) -> int:
     """
     changed = 0
     now = timezone.now()
+    replacements: dict[int, list[tuple[dt.datetime, Decimal]]] = {}
     for register in registers:
         meter = register.meter
+        if meter.pk not in replacements:
+            replacements[meter.pk] = _replacements(meter)
         rows = list(
             Reading.objects.filter(register=register)
             .order_by("reading_date")
@@ -468,6 +655,7 @@ def recompute(*, registers: Iterable[Register]) -> int:
             factor=meter.multiplier * register.transformer_ratio,
             max_value=meter.max_value,
             thresholds=thresholds(meter.account),
+            restarts=_restarts(replacements[meter.pk], register),
         )
         stale = [
             reading

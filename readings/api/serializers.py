@@ -1,4 +1,4 @@
-"""Serializers of index readings (CONTRACT §4.1, §4.3): field validation only."""
+"""Serializers of index and period readings (CONTRACT §4.1, §4.3, §4.4): field validation only."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from rest_framework import serializers
 
 from metering.api.fields import AccountDateTimeField, AccountRelatedField
 from metering.api.viewsets import BaseModelSerializer
+from metering.domain import CURRENCIES
 from readings import domain
-from readings.models import Reading
+from readings.models import PeriodReading, Reading
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -124,3 +125,89 @@ class BatchResultSerializer(serializers.Serializer):
     rejected = serializers.IntegerField()
     readings = ReadingSerializer(many=True, help_text="The accepted readings.")
     errors = ItemErrorSerializer(many=True)
+
+
+# --- period readings (CONTRACT §4.4) ---------------------------------------------------------
+
+
+class PeriodReadingSerializer(BaseModelSerializer):
+    """A period reading; the values' rules (dates, overlap, locks) are ``readings.periods``'s."""
+
+    meter_id = serializers.IntegerField(read_only=True)
+    start_date = serializers.DateField(help_text="The period's first day.")
+    end_date = serializers.DateField(
+        help_text="The period's last day (included): ≥ start_date, not after today."
+    )
+    consumption = serializers.DecimalField(
+        max_digits=24,
+        decimal_places=6,
+        help_text="Consumption over the period, in the meter's unit (negative: flagged).",
+    )
+    unit = serializers.CharField(source="meter.unit", read_only=True, help_text="The meter's.")
+    cost = serializers.DecimalField(
+        max_digits=14, decimal_places=2, required=False, allow_null=True
+    )
+    cost_currency = serializers.ChoiceField(
+        choices=sorted(CURRENCIES),
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text="ISO 4217; default (or null): the account's currency.",
+    )
+    demand_kw = serializers.DecimalField(
+        max_digits=14, decimal_places=3, min_value=0, required=False, allow_null=True
+    )
+    is_estimated = serializers.BooleanField(required=False, default=False)
+    anomaly_flags = serializers.ListField(
+        child=serializers.ChoiceField(choices=domain.FLAGS), read_only=True
+    )
+    is_locked = serializers.BooleanField(
+        read_only=True, help_text="A closed billing period reaches it: it cannot change."
+    )
+
+    class Meta:
+        model = PeriodReading
+        fields = (
+            "id",
+            "account_id",
+            "meter_id",
+            "start_date",
+            "end_date",
+            "consumption",
+            "unit",
+            "cost",
+            "cost_currency",
+            "demand_kw",
+            "is_estimated",
+            "notes",
+            "anomaly_flags",
+            "is_locked",
+            "source",
+            "created_by",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = ("id", "source", "created_by", "created_at", "updated_at")
+
+    def to_internal_value(self, data):
+        values = super().to_internal_value(data)
+        if "cost_currency" in values and not values["cost_currency"]:
+            values["cost_currency"] = ""  # the account's currency
+        return values
+
+
+class PeriodBatchRequestSerializer(serializers.Serializer):
+    """The body of a batch: 1 to 500 period readings, each validated on its own."""
+
+    readings = PeriodReadingSerializer(many=True, min_length=1, max_length=500)
+
+
+class PeriodItemErrorSerializer(ItemErrorSerializer):
+    code = serializers.ChoiceField(choices=["validation_error", "overlap", "reading_locked"])
+
+
+class PeriodBatchResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    readings = PeriodReadingSerializer(many=True, help_text="The accepted period readings.")
+    errors = PeriodItemErrorSerializer(many=True)

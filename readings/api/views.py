@@ -1,4 +1,4 @@
-"""Views of index readings (CONTRACT §4.1, §4.3): declarations over the readings engine."""
+"""Views of index and period readings (CONTRACT §4.1, §4.3, §4.4): declarations over services."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from rest_framework.response import Response
 
 from metering.api.idempotency import idempotent
 from metering.api.viewsets import AccountScopedMixin, AccountScopedViewSet
-from metering.errors import BatchTooLarge, DuplicateReading, ReadingLocked
+from metering.errors import BatchTooLarge, DuplicateReading, Overlap, ReadingLocked
 from metering.models import KeyBase, Meter
-from readings import filters, services
+from readings import filters, periods, services
 from readings.api import serializers
-from readings.models import Reading
+from readings.models import PeriodReading, Reading
 
 MAX_BATCH = 500
 ORDERING_FIELDS = ("id", "reading_date", "value", "consumption", "created_at", "updated_at")
@@ -200,3 +200,167 @@ class ReadingViewSet(
 
     queryset = Reading.objects.select_related("register")
     filterset_class = filters.AccountReadingFilter
+
+
+# --- period readings (CONTRACT §4.4) ---------------------------------------------------------
+
+PERIOD_ORDERING_FIELDS = (
+    "id",
+    "start_date",
+    "end_date",
+    "consumption",
+    "cost",
+    "demand_kw",
+    "created_at",
+    "updated_at",
+)
+
+
+def period_input(values: dict[str, Any]) -> periods.PeriodInput:
+    """The services' input from a period reading serializer's validated data."""
+    return periods.PeriodInput(
+        start_date=values["start_date"],
+        end_date=values["end_date"],
+        consumption=values["consumption"],
+        cost=values.get("cost"),
+        cost_currency=values.get("cost_currency") or None,
+        demand_kw=values.get("demand_kw"),
+        is_estimated=values.get("is_estimated", False),
+        notes=values.get("notes", ""),
+    )
+
+
+def raise_period_item_error(error: services.ItemError) -> None:
+    if error.code == "overlap":
+        raise Overlap(error.message)
+    if error.code == "reading_locked":
+        raise ReadingLocked(error.message)
+    raise exceptions.ValidationError(error.details)
+
+
+class PeriodReadingListMixin:
+    serializer_class = serializers.PeriodReadingSerializer
+    ordering = ["start_date", "id"]
+    ordering_fields = PERIOD_ORDERING_FIELDS
+    search_fields = ("notes",)
+    scope = "readings"
+
+
+@extend_schema(
+    tags=["readings"],
+    parameters=[OpenApiParameter("meter_id", OpenApiTypes.INT, OpenApiParameter.PATH)],
+)
+class MeterPeriodReadingViewSet(PeriodReadingListMixin, AccountScopedViewSet):
+    """Period readings of one meter: consumption known per period, such as utility bills.
+
+    Two period readings of a meter never share a day (409 `overlap`); a period cannot end after
+    today. Anomaly flags follow the index readings' rule with `days = end_date − start_date + 1`,
+    each period standing at its `end_date`, and are kept current after every write. A period
+    that starts before the lock instant of the meter's default register (closing a billing
+    period sets it) is locked: it cannot be changed or deleted, and no period may be created
+    or moved to start before that instant (403 `reading_locked`).
+    """
+
+    queryset = PeriodReading.objects.all()
+    filterset_class = filters.PeriodReadingFilter
+
+    def meter(self) -> Meter:
+        if not hasattr(self, "_meter"):
+            self._meter = get_object_or_404(
+                Meter.objects.for_account(self.request.account), pk=self.kwargs["meter_id"]
+            )
+        return self._meter
+
+    def check_parents(self) -> None:
+        self.meter()
+
+    def scope_queryset(self, queryset):
+        return (
+            queryset.filter(account=self.request.account, meter=self.meter())
+            .with_lock()
+            .select_related("meter", "account")
+        )
+
+    @extend_schema(responses={201: serializers.PeriodReadingSerializer})
+    @idempotent
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = periods.create_period_readings(
+            meter=self.meter(),
+            items=[period_input(serializer.validated_data)],
+            actor=actor_of(request),
+        )
+        if result.errors:
+            raise_period_item_error(result.errors[0])
+        return Response(
+            self.get_serializer(result.accepted[0]).data, status=status.HTTP_201_CREATED
+        )
+
+    def update_object(self, instance, values):
+        return periods.update_period_reading(
+            period=instance, values=values, actor=actor_of(self.request)
+        )
+
+    def delete_object(self, instance):
+        periods.delete_period_reading(period=instance, actor=actor_of(self.request))
+
+    @extend_schema(
+        request=serializers.PeriodBatchRequestSerializer,
+        responses={201: serializers.PeriodBatchResultSerializer},
+    )
+    @action(detail=False, methods=["post"])
+    @idempotent
+    def batch(self, request, *args, **kwargs):
+        """Create 1 to 500 period readings: valid ones in one transaction, the others reported."""
+        body = request.data
+        items = body.get("readings") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise exceptions.ValidationError(
+                {"readings": [f"Send a list of 1 to {MAX_BATCH} period readings."]}
+            )
+        if len(items) > MAX_BATCH:
+            raise BatchTooLarge(
+                f"A batch holds 1 to {MAX_BATCH} period readings; this one has {len(items)}."
+            )
+        child = self.get_serializer()
+        inputs, positions, errors = [], [], []
+        for index, item in enumerate(items):
+            try:
+                inputs.append(period_input(child.run_validation(item)))
+                positions.append(index)
+            except exceptions.ValidationError as exc:
+                detail = (
+                    exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+                )
+                errors.append(
+                    services.ItemError(index, "validation_error", periods.INVALID_MESSAGE, detail)
+                )
+        result = periods.create_period_readings(
+            meter=self.meter(), items=inputs, actor=actor_of(request)
+        )
+        errors += [
+            services.ItemError(positions[e.index], e.code, e.message, e.details)
+            for e in result.errors
+        ]
+        errors.sort(key=lambda error: error.index)
+        payload = {
+            "accepted": len(result.accepted),
+            "rejected": len(errors),
+            "readings": self.get_serializer(result.accepted, many=True).data,
+            "errors": [
+                {"index": e.index, "code": e.code, "message": e.message, "details": e.details}
+                for e in errors
+            ],
+        }
+        return Response(payload, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["readings"])
+class PeriodReadingViewSet(
+    PeriodReadingListMixin, AccountScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet
+):
+    """Period readings across the account."""
+
+    queryset = PeriodReading.objects.with_lock().select_related("meter", "account")
+    filterset_class = filters.AccountPeriodReadingFilter

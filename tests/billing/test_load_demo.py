@@ -10,6 +10,7 @@ transaction would cost them far more (see ``TestRebuild``).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections import defaultdict
 from decimal import Decimal
 from io import StringIO
@@ -33,13 +34,14 @@ from metering.models import (
     Gateway,
     Membership,
     Meter,
+    MeterDevice,
     Place,
     Register,
     ServicePlace,
 )
 from readings import domain as readings_domain
 from readings import services as readings_services
-from readings.models import Reading
+from readings.models import PeriodReading, Reading
 from readings.services import ReadingInput, thresholds
 from tests.factories import MembershipFactory
 
@@ -277,8 +279,11 @@ class TestContent:
 
     def test_serial_numbers_are_stable(self, demo):
         serials = set(Meter.objects.filter(account=demo).values_list("serial_number", flat=True))
-        assert serials == {spec.serial_number for spec in demo_data.meter_specs()}
-        assert "PAR-PV-01" in serials
+        # A replaced device's meter carries the new device's serial number.
+        renamed = {r.serial_number: r.new_serial_number for r in demo_data.REPLACEMENTS}
+        specs = {spec.serial_number for spec in demo_data.meter_specs()}
+        assert serials == {renamed.get(serial, serial) for serial in specs}
+        assert "PAR-PV-01" in serials and "PAR-CW-A22-R" in serials
 
 
 class TestAccess:
@@ -321,6 +326,11 @@ class TestAccess:
             f"{readings.filter(flag_negative=True).count()} negative"
         )
         assert flagged in text
+        bills = PeriodReading.objects.filter(account=demo)
+        billed = bills.values("meter").distinct().count()
+        assert (
+            f"{bills.count()} utility bills (period readings) on {billed} supplied meters" in text
+        )
 
 
 class TestReadings:
@@ -346,8 +356,13 @@ class TestReadings:
         days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
         month_starts = [day for day in days if day.day == 1]
         dates: dict[int, list[dt.date]] = defaultdict(list)
-        for register_id, reading_date in Reading.objects.filter(account=demo).values_list(
-            "register_id", "reading_date"
+        # Each reading at 00:00, but the final reading of a replaced device.
+        finals = MeterDevice.objects.filter(account=demo, final_value__isnull=False)
+        replaced = finals.values_list("removed_at", flat=True)
+        for register_id, reading_date in (
+            Reading.objects.filter(account=demo)
+            .exclude(reading_date__in=replaced, meter__devices__in=finals)
+            .values_list("register_id", "reading_date")
         ):
             instant = local(reading_date)
             assert instant.time() == dt.time(0)
@@ -469,6 +484,7 @@ class TestReadings:
             ("LYO-ELEC-COM", "default"),  # multiplier × transformer ratio
             ("PAR-ELEC-A21", "1.8.2"),
             ("PAR-PV-01", "2.8.0"),
+            ("PAR-CW-A22-R", "default"),  # a device replacement
         ]:
             register = Register.objects.select_related("meter").get(
                 meter__account=demo, meter__serial_number=serial, code=code
@@ -480,6 +496,10 @@ class TestReadings:
                 factor=meter.multiplier * register.transformer_ratio,
                 max_value=meter.max_value,
                 thresholds=settings,
+                restarts=[
+                    readings_domain.Restart(device.installed_at, device.initial_value)
+                    for device in meter.devices.filter(initial_value__isnull=False)
+                ],
             )
             stored = [
                 (row.previous_value, row.consumption, row.is_rollover, set(row.anomaly_flags))
@@ -517,9 +537,91 @@ class TestReadings:
         sub_total = subs.aggregate(total=Sum("consumption"))["total"]
         assert Decimal("1.02") < total / sub_total < Decimal("1.10")
 
+    def test_a_device_replacement_loses_no_consumption(self, demo):
+        meter = Meter.objects.get(account=demo, serial_number="PAR-CW-A22-R")
+        old, new = meter.devices.order_by("id")
+        assert (old.serial_number, new.serial_number) == ("PAR-CW-A22", "PAR-CW-A22-R")
+        assert old.removed_at == new.installed_at
+        readings = list(meter.readings.order_by("reading_date"))
+        at = [r.reading_date for r in readings].index(new.installed_at)
+        before, final, after = readings[at - 1], readings[at], readings[at + 1]
+        assert final.value == old.final_value
+        assert after.previous_value == new.initial_value == 0
+        # The month of the replacement: the old device's part plus the new one's, the same as
+        # the neighbouring months give, with no rollover nor flag from the new low index.
+        month = final.consumption + after.consumption
+        assert month == (old.final_value - before.value) + after.value
+        assert Decimal("0.5") < month / readings[at - 1].consumption < Decimal(2)
+        assert not after.is_rollover and not after.anomaly_flags
+
     def test_a_day_always_gives_the_same_readings(self):
         day = dt.date(2026, 3, 9)
         first = demo_data.reading_plan(today=day, time_zone=PARIS)
         second = demo_data.reading_plan(today=day, time_zone=PARIS)
         assert first == second
         assert first["LYO-CW-A01"] != first["LYO-CW-A02"]
+
+
+class TestUtilityBills:
+    """The suppliers' monthly bills of the supplied meters, as period readings (§4.4)."""
+
+    def test_a_bill_per_calendar_month_of_the_history_for_each_supplied_meter(self, demo):
+        supplied = Meter.objects.filter(account=demo, billing_direction="ACCPAY")
+        assert set(supplied.values_list("serial_number", flat=True)) == set(
+            demo_data.SUPPLY_CONTRACTS
+        )
+        today = dt.datetime.now(PARIS).date()
+        for meter in supplied:
+            bills = list(meter.period_readings.order_by("start_date"))
+            assert 23 <= len(bills) <= 24, meter.serial_number
+            assert all(bill.start_date.day == 1 for bill in bills)
+            for bill, following in itertools.pairwise(bills):
+                assert following.start_date == bill.end_date + dt.timedelta(days=1)
+            # The last bill is the previous month's (built before midnight: that day's).
+            assert bills[-1].end_date + dt.timedelta(days=1) in {
+                today.replace(day=1),
+                (today - dt.timedelta(days=1)).replace(day=1),
+            }
+            assert bills[0].start_date >= demo_data.history_start(bills[-1].end_date)
+            assert all(bill.consumption > 0 and bill.cost > 0 for bill in bills)
+            assert {bill.cost_currency for bill in bills} == {"EUR"}
+            assert {(bill.source, bill.created_by) for bill in bills} == {
+                ("IMPORT", "system:load_demo")
+            }
+            with_demand = demo_data.SUPPLY_CONTRACTS[meter.serial_number].with_demand
+            assert all((bill.demand_kw is not None) is with_demand for bill in bills)
+
+    def test_costs_follow_the_supply_contract(self, demo):
+        contract = demo_data.SUPPLY_CONTRACTS["LYO-GAS-01"]
+        for bill in PeriodReading.objects.filter(meter__serial_number="LYO-GAS-01"):
+            days = (bill.end_date - bill.start_date).days + 1
+            net = bill.consumption * contract.unit_price + days * contract.standing_charge_per_day
+            assert bill.cost == net.quantize(Decimal("0.01"))
+
+    def test_winter_gas_bills_are_higher_than_summer_ones(self, demo):
+        bills = PeriodReading.objects.filter(meter__serial_number="LYO-GAS-01")
+        january = [b.consumption / 31 for b in bills if b.start_date.month == 1]
+        july = [b.consumption / 31 for b in bills if b.start_date.month == 7]
+        assert min(january) > Decimal("1.8") * max(july)
+
+    def test_one_estimated_bill(self, demo):
+        (estimated,) = PeriodReading.objects.filter(account=demo, is_estimated=True)
+        assert estimated.meter.serial_number == "LYO-GAS-01"
+        assert demo_data.ESTIMATED_BILL_NOTE in estimated.notes
+
+    def test_flags_are_the_period_series(self, demo):
+        settings = thresholds(demo)
+        for serial in demo_data.SUPPLY_CONTRACTS:
+            rows = list(
+                PeriodReading.objects.filter(meter__serial_number=serial).order_by("start_date")
+            )
+            expected = readings_domain.derive_period_flags(
+                [readings_domain.Period(r.start_date, r.end_date, r.consumption) for r in rows],
+                thresholds=settings,
+            )
+            assert [frozenset(r.anomaly_flags) for r in rows] == expected, serial
+
+    def test_a_day_always_gives_the_same_bills(self):
+        day = dt.date(2026, 3, 9)
+        assert demo_data.bill_plan(today=day) == demo_data.bill_plan(today=day)
+        assert len(demo_data.bill_plan(today=dt.date(2026, 3, 1))["PAR-W-MAIN"]) == 24

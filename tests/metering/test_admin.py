@@ -54,9 +54,9 @@ DEFAULT_METER_FIELDS = {
     "properties": "{}",
 }
 
-# Period readings are not added in the admin yet (issue 4); readings are added through the
-# readings engine's own admin form; only superusers add accounts.
-NOT_ADDABLE = {PeriodReading}
+# Every model has an add page (index and period readings through their services' own admin
+# forms), but only superusers add accounts.
+NOT_ADDABLE: set[type] = set()
 NOT_ADDABLE_BY_MEMBERS = NOT_ADDABLE | {Account}
 
 

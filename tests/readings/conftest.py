@@ -6,11 +6,13 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 
-from metering.models import Register
+from metering.models import Account, MeterDevice, Register
 from readings import domain, services
 from readings.models import Reading
-from tests.factories import MeterFactory
+from tests.factories import MembershipFactory, MeterFactory, UserFactory
+from tests.metering.test_admin import login
 
 PARIS = dt.timezone(dt.timedelta(hours=1))  # Europe/Paris in winter
 ACTOR = services.Actor("test:fixture", "API")
@@ -57,11 +59,19 @@ def fresh_series(register) -> list[tuple]:
     register = Register.objects.select_related("meter__account").get(pk=register.pk)
     meter = register.meter
     rows = list(Reading.objects.filter(register=register).order_by("reading_date"))
+    # After a device replacement each register counts from the new device's initial value
+    # for it: the default register's `initial_value`, the others' in `register_values`, or 0.
+    restarts = []
+    for device in MeterDevice.objects.filter(meter=meter, initial_value__isnull=False):
+        other = device.register_values.get(register.code, {"initial_value": "0"})
+        initial = device.initial_value if register.is_default else other["initial_value"]
+        restarts.append(domain.Restart(device.installed_at, Decimal(initial)))
     derived = domain.derive_series(
         [domain.Point(r.reading_date, r.value) for r in rows],
         factor=meter.multiplier * register.transformer_ratio,
         max_value=meter.max_value,
         thresholds=services.thresholds(meter.account),
+        restarts=restarts,
     )
     return [
         (r.reading_date, r.value, d.previous_value, d.consumption, d.is_rollover, d.flags)
@@ -77,3 +87,26 @@ def meter(account):
 @pytest.fixture
 def register(meter):
     return meter.registers.get(is_default=True)
+
+
+# --- admin clients ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def member(account):
+    """``member(role, *accounts)``: a logged-in staff client with that role in each account."""
+
+    def make(role: str = "MANAGER", *accounts: Account) -> Client:
+        user = UserFactory(is_staff=True)
+        for each in accounts or (account,):
+            MembershipFactory(user=user, account=each, role=role)
+        client = login(user)
+        client.user = user
+        return client
+
+    return make
+
+
+@pytest.fixture
+def superuser_client(db) -> Client:
+    return login(UserFactory(is_staff=True, is_superuser=True))

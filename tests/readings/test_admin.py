@@ -13,11 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from metering import services as metering_services
-from metering.models import Account, Meter
+from metering.models import Meter
 from readings import services
 from readings.models import Reading
-from tests.factories import MembershipFactory, MeterFactory, PlaceFactory, UserFactory
-from tests.metering.test_admin import login, messages_of, post_data, url
+from tests.factories import MeterFactory, PlaceFactory
+from tests.metering.test_admin import messages_of, post_data, url
 from tests.readings.conftest import add, day, fresh_series, stored_series
 
 pytestmark = pytest.mark.django_db
@@ -27,26 +27,6 @@ LOCKED_MESSAGE = "This reading belongs to a closed billing period and cannot cha
 
 def reading_url(view: str = "changelist", *args: Any) -> str:
     return url("reading", view, *args, app="readings")
-
-
-@pytest.fixture
-def member(account):
-    """``member(role, *accounts)``: a logged-in staff client with that role in each account."""
-
-    def make(role: str = "MANAGER", *accounts: Account) -> Client:
-        user = UserFactory(is_staff=True)
-        for each in accounts or (account,):
-            MembershipFactory(user=user, account=each, role=role)
-        client = login(user)
-        client.user = user
-        return client
-
-    return make
-
-
-@pytest.fixture
-def superuser_client(db) -> Client:
-    return login(UserFactory(is_staff=True, is_superuser=True))
 
 
 def add_form(meter: Meter, when: dt.datetime, amount: str, **fields: str) -> dict[str, str]:

@@ -22,8 +22,8 @@ from metering.management.commands.create_account import _messages
 class Command(BaseCommand):
     help = (
         f"Rebuild the demo account (slug {demo_data.DEMO_SLUG!r}): two buildings with their "
-        "lots, supply points, gateways, meters and registers, two years of readings up to "
-        "today, tariffs and tenants, a staff "
+        "lots, supply points, gateways, meters and registers, two years of readings and of "
+        "utility bills up to today, tariffs and tenants, a staff "
         f"login {demo_data.DEMO_USERNAME!r} and an API key with every scope. Any existing "
         f"account with slug {demo_data.DEMO_SLUG!r} is deleted first, with all its data."
     )
@@ -79,6 +79,14 @@ class Command(BaseCommand):
             f"  flagged by the engine: {counts['rollovers']} rollovers, {counts['spikes']} "
             f"spikes, {counts['drops']} drops, {counts['negative']} negative "
             f"({counts['deviations']} deviations)"
+        )
+        self.stdout.write(
+            f"  {counts['period readings']} utility bills (period readings) on "
+            f"{counts['billed meters']} supplied meters"
+        )
+        self.stdout.write(
+            f"  {counts['device replacements']} device replacement (the meter's devices: "
+            "serial-number history)"
         )
         self.stdout.write(f"Admin: {demo_data.ADMIN_URL}")
         self.stdout.write(f"Username: {demo_data.DEMO_USERNAME}")

@@ -12,8 +12,9 @@ from rest_framework.test import APIClient
 from billing import services as billing_services
 from metering import domain, keys, services
 from metering.models import ApiKey, Estate, Gateway, Meter, Place, Register, ServicePlace
+from readings import periods
 from readings import services as services_readings
-from readings.models import Reading
+from readings.models import PeriodReading, Reading
 from tests.api_routes import Route, api_routes
 from tests.factories import (
     EstateFactory,
@@ -51,8 +52,20 @@ def world(account):
         items=[services_readings.ReadingInput(reading_date=timezone.now(), value=Decimal(5))],
         actor=services_readings.Actor("test"),
     ).accepted[0]
+    period_reading = periods.create_period_readings(
+        meter=meter,
+        items=[
+            periods.PeriodInput(
+                start_date=dt.date(2024, 1, 1),
+                end_date=dt.date(2024, 1, 31),
+                consumption=Decimal(31),
+            )
+        ],
+        actor=services_readings.Actor("test"),
+    ).accepted[0]
     return {
         "reading": reading,
+        "period_reading": period_reading,
         "place": place,
         "estate": estate,
         "service_place": service_place,
@@ -74,6 +87,7 @@ def fill(route: Route, world: dict) -> str:
         Meter: world["meter"],
         Register: world["register"],
         Reading: world["reading"],
+        PeriodReading: world["period_reading"],
     }
     values = {}
     for param in route.params:
@@ -93,6 +107,9 @@ def snapshot(account) -> dict:
     for model in (Place, Estate, ServicePlace, Gateway, Meter, ApiKey):
         rows[model.__name__] = list(model.objects.filter(account=account).order_by("pk").values())
     rows["Register"] = list(Register.objects.filter(meter__account=account).order_by("pk").values())
+    rows["PeriodReading"] = list(
+        PeriodReading.objects.filter(account=account).order_by("pk").values()
+    )
     for model_rows in rows.values():
         for row in model_rows:
             row.pop("last_used_at", None)

@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from readings import periods
 from readings import services as readings_services
 from tests.api_routes import api_routes
 from tests.factories import (
@@ -43,6 +44,38 @@ def _readings(ctx, n):
     readings_services.create_readings(meter=meter, items=items, actor=readings_services.Actor("t"))
 
 
+def _devices(ctx, n):
+    meter = ctx["main"]
+    done = meter.devices.count()
+    base = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    for i in range(done, done + n):
+        readings_services.replace_device(
+            meter=meter,
+            replaced_at=base + dt.timedelta(days=i),
+            final_value=Decimal(i),
+            new_serial_number=f"{meter.serial_number}/{i}",
+            actor=readings_services.Actor("t"),
+        )
+
+
+def _period_readings(ctx, n):
+    meter = ctx["main"]
+    start = meter.period_readings.count()
+    base = dt.date(2023, 1, 1)
+    items = [
+        periods.PeriodInput(
+            start_date=base + dt.timedelta(days=start + i),
+            end_date=base + dt.timedelta(days=start + i),
+            consumption=Decimal(10 + (start + i) % 7),
+        )
+        for i in range(n)
+    ]
+    result = periods.create_period_readings(
+        meter=meter, items=items, actor=readings_services.Actor("t")
+    )
+    assert not result.errors
+
+
 # For each list route: how to create n objects that it lists, given a context of parents.
 POPULATE: dict[str, Callable[[dict, int], None]] = {
     "/api/v1/places/": lambda ctx, n: PlaceFactory.create_batch(n, account=ctx["account"]),
@@ -61,6 +94,9 @@ POPULATE: dict[str, Callable[[dict, int], None]] = {
     "/api/v1/places/{place_id}/estates/{estate_id}/meters/": _meters,
     "/api/v1/meters/{meter_id}/readings/": _readings,
     "/api/v1/readings/": _readings,
+    "/api/v1/meters/{meter_id}/period-readings/": _period_readings,
+    "/api/v1/period-readings/": _period_readings,
+    "/api/v1/meters/{meter_id}/devices/": _devices,
 }
 
 LIST_ROUTES = [route for route in api_routes() if route.is_list]
