@@ -302,8 +302,43 @@ def history_rows(
 # --- the admin -----------------------------------------------------------------------------
 
 
+class ServiceWrittenAdmin(AccountScopedAdmin):
+    """An admin whose form writes through the readings services while it validates (its
+    ``saved`` row), and whose locked objects (``is_locked``) cannot be changed nor deleted."""
+
+    def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs: Any):
+        form = super().get_form(request, obj, change, **kwargs)
+        form.actor = admin_actor(request)
+        return form
+
+    def save_model(self, request: HttpRequest, obj, form, change: bool) -> None:
+        # The form's validation wrote the row through the services: go on with that row.
+        obj.pk = form.saved.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.is_locked:
+            context["show_delete"] = False
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and obj.is_locked and self.has_delete_permission(request, obj):
+            self.message_user(request, ReadingLocked.default_detail, messages.ERROR)
+            opts = self.model._meta
+            return HttpResponseRedirect(
+                reverse(
+                    f"admin:{opts.app_label}_{opts.model_name}_change",
+                    args=[obj.pk],
+                    current_app=self.admin_site.name,
+                )
+            )
+        return super().delete_view(request, object_id, extra_context)
+
+
 @admin.register(Reading)
-class ReadingAdmin(AccountScopedAdmin):
+class ReadingAdmin(ServiceWrittenAdmin):
     """Index readings, written through ``readings.services`` (see the module docstring).
 
     A locked reading (its register's ``locked_until`` reaches it) is shown read-only and its
@@ -422,37 +457,8 @@ class ReadingAdmin(AccountScopedAdmin):
 
     # --- writes through the engine ----------------------------------------------------------
 
-    def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs: Any):
-        form = super().get_form(request, obj, change, **kwargs)
-        form.actor = admin_actor(request)
-        return form
-
-    def save_model(self, request: HttpRequest, obj: Reading, form: ReadingForm, change: bool):
-        # The form's validation wrote the reading through the engine: go on with that row.
-        obj.pk = form.saved.pk
-        obj.refresh_from_db()
-        obj._state.adding = False
-
     def destroy(self, request: HttpRequest, obj: Reading) -> None:
         services.delete_reading(reading=obj, actor=admin_actor(request))
-
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        if obj is not None and obj.is_locked:
-            context["show_delete"] = False
-        return super().render_change_form(request, context, add, change, form_url, obj)
-
-    def delete_view(self, request: HttpRequest, object_id: str, extra_context=None):
-        obj = self.get_object(request, unquote(object_id))
-        if obj is not None and obj.is_locked and self.has_delete_permission(request, obj):
-            self.message_user(request, ReadingLocked.default_detail, messages.ERROR)
-            return HttpResponseRedirect(
-                reverse(
-                    "admin:readings_reading_change",
-                    args=[obj.pk],
-                    current_app=self.admin_site.name,
-                )
-            )
-        return super().delete_view(request, object_id, extra_context)
 
     # --- the meter's page -------------------------------------------------------------------
 
@@ -609,7 +615,7 @@ class PeriodReadingForm(AccountScopedForm):
 
 
 @admin.register(PeriodReading)
-class PeriodReadingAdmin(AccountScopedAdmin):
+class PeriodReadingAdmin(ServiceWrittenAdmin):
     """Period readings (utility bills), written through ``readings.periods``.
 
     A locked period reading (it starts before its meter's lock instant) is shown read-only and
@@ -720,37 +726,8 @@ class PeriodReadingAdmin(AccountScopedAdmin):
 
     # --- writes through the services --------------------------------------------------------
 
-    def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs: Any):
-        form = super().get_form(request, obj, change, **kwargs)
-        form.actor = admin_actor(request)
-        return form
-
-    def save_model(self, request: HttpRequest, obj: PeriodReading, form, change: bool) -> None:
-        # The form's validation wrote the period through the services: go on with that row.
-        obj.pk = form.saved.pk
-        obj.refresh_from_db()
-        obj._state.adding = False
-
     def destroy(self, request: HttpRequest, obj: PeriodReading) -> None:
         periods.delete_period_reading(period=obj, actor=admin_actor(request))
-
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        if obj is not None and obj.is_locked:
-            context["show_delete"] = False
-        return super().render_change_form(request, context, add, change, form_url, obj)
-
-    def delete_view(self, request: HttpRequest, object_id: str, extra_context=None):
-        obj = self.get_object(request, unquote(object_id))
-        if obj is not None and obj.is_locked and self.has_delete_permission(request, obj):
-            self.message_user(request, ReadingLocked.default_detail, messages.ERROR)
-            return HttpResponseRedirect(
-                reverse(
-                    "admin:readings_periodreading_change",
-                    args=[obj.pk],
-                    current_app=self.admin_site.name,
-                )
-            )
-        return super().delete_view(request, object_id, extra_context)
 
 
 # The device replacement action on the meter list (its own module; it uses ``admin_actor``).

@@ -60,9 +60,15 @@ def reading_history(
     Each update shows only the fields it changed, with their values before and after (the
     snapshot of the reading's previous event). Two queries whatever the number of events.
     """
-    events = ReadingEvent.objects.all()
-    if reading_ids is not None:
-        events = events.filter(pgh_obj_id__in=reading_ids)
+    return _history(ReadingEvent, AUDITED_FIELDS, reading_ids, meter_id, limit)
+
+
+def _history(
+    event_model, fields: tuple[str, ...], ids: list[int] | None, meter_id: int | None, limit: int
+) -> list[HistoryEntry]:
+    events = event_model.objects.all()
+    if ids is not None:
+        events = events.filter(pgh_obj_id__in=ids)
     if meter_id is not None:
         events = events.filter(meter_id=meter_id)
     latest = list(events.select_related("pgh_context").order_by("-pgh_id")[:limit])
@@ -70,42 +76,36 @@ def reading_history(
         return []
     # The events before the oldest shown one, for the "before" side of its changes.
     earlier = (
-        {
-            event.pgh_id: event
-            for event in ReadingEvent.objects.filter(
-                pgh_obj_id__in={event.pgh_obj_id for event in latest},
-                pgh_id__lt=min(event.pgh_id for event in latest),
-            )
-            .order_by("pgh_obj_id", "-pgh_id")
-            .distinct("pgh_obj_id")
-        }
+        event_model.objects.filter(
+            pgh_obj_id__in={event.pgh_obj_id for event in latest},
+            pgh_id__lt=min(event.pgh_id for event in latest),
+        )
+        .order_by("pgh_obj_id", "-pgh_id")
+        .distinct("pgh_obj_id")
         if len(latest) == limit
-        else {}
+        else []
     )
-
-    chronological = sorted([*earlier.values(), *latest], key=lambda event: event.pgh_id)
     shown = {event.pgh_id for event in latest}
     previous: dict[int, Any] = {}
     entries = []
-    for event in chronological:
-        before = previous.get(event.pgh_obj_id)
+    for event in sorted([*earlier, *latest], key=lambda event: event.pgh_id):
         if event.pgh_id in shown:
-            entries.append(_entry(event, before))
+            entries.append(_entry(event, previous.get(event.pgh_obj_id), fields))
         previous[event.pgh_obj_id] = event
     entries.reverse()
     return entries
 
 
-def _entry(event, before) -> HistoryEntry:
+def _entry(event, before, fields: tuple[str, ...]) -> HistoryEntry:
     metadata = event.pgh_context.metadata if event.pgh_context else {}
     if event.pgh_label == "insert":
-        changes = {name: (None, getattr(event, name)) for name in AUDITED_FIELDS}
+        changes = {name: (None, getattr(event, name)) for name in fields}
     elif event.pgh_label == "delete":
-        changes = {name: (getattr(event, name), None) for name in AUDITED_FIELDS}
+        changes = {name: (getattr(event, name), None) for name in fields}
     else:
         changes = {
             name: (getattr(before, name) if before else None, getattr(event, name))
-            for name in AUDITED_FIELDS
+            for name in fields
             if before is None or getattr(before, name) != getattr(event, name)
         }
     return HistoryEntry(
@@ -143,56 +143,7 @@ def period_reading_history(
     As ``reading_history``: each update shows the fields it changed, before and after; its
     ``reading_id`` is the period reading's id. Two queries whatever the number of events.
     """
-    events = PeriodReadingEvent.objects.all()
-    if period_ids is not None:
-        events = events.filter(pgh_obj_id__in=period_ids)
-    if meter_id is not None:
-        events = events.filter(meter_id=meter_id)
-    latest = list(events.select_related("pgh_context").order_by("-pgh_id")[:limit])
-    if not latest:
-        return []
-    earlier = (
-        PeriodReadingEvent.objects.filter(
-            pgh_obj_id__in={event.pgh_obj_id for event in latest},
-            pgh_id__lt=min(event.pgh_id for event in latest),
-        )
-        .order_by("pgh_obj_id", "-pgh_id")
-        .distinct("pgh_obj_id")
-        if len(latest) == limit
-        else []
-    )
-    shown = {event.pgh_id for event in latest}
-    previous: dict[int, Any] = {}
-    entries = []
-    for event in sorted([*earlier, *latest], key=lambda event: event.pgh_id):
-        if event.pgh_id in shown:
-            entries.append(_period_history_entry(event, previous.get(event.pgh_obj_id)))
-        previous[event.pgh_obj_id] = event
-    entries.reverse()
-    return entries
-
-
-def _period_history_entry(event, before) -> HistoryEntry:
-    metadata = event.pgh_context.metadata if event.pgh_context else {}
-    fields = PERIOD_AUDITED_FIELDS
-    if event.pgh_label == "insert":
-        changes = {name: (None, getattr(event, name)) for name in fields}
-    elif event.pgh_label == "delete":
-        changes = {name: (getattr(event, name), None) for name in fields}
-    else:
-        changes = {
-            name: (getattr(before, name) if before else None, getattr(event, name))
-            for name in fields
-            if before is None or getattr(before, name) != getattr(event, name)
-        }
-    return HistoryEntry(
-        reading_id=event.pgh_obj_id,
-        at=event.pgh_created_at,
-        action=event.pgh_label,
-        actor=metadata.get("actor", ""),
-        source=metadata.get("source", ""),
-        changes=changes,
-    )
+    return _history(PeriodReadingEvent, PERIOD_AUDITED_FIELDS, period_ids, meter_id, limit)
 
 
 # --- consumption over time (CONTRACT §4.5) ---------------------------------------------------

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: accounts, keys, API clients (against PostgreSQL)."""
+"""Fixtures shared by every test: accounts, keys, API and admin clients (on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 from rest_framework.test import APIClient
 
 from metering import domain, services
 from metering.models import Account
-from tests.factories import AccountFactory
+from tests.factories import AccountFactory, MembershipFactory, UserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +56,32 @@ def api(account, make_client) -> APIClient:
 def other_api(other_account, make_client) -> APIClient:
     """A client with every scope on ``other_account``."""
     return make_client(other_account)
+
+
+# --- admin clients -------------------------------------------------------------------------
+
+
+def login(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def member(account):
+    """``member(role, *accounts)``: a logged-in staff client with that role in each account."""
+
+    def make(role: str = "MANAGER", *accounts: Account) -> Client:
+        user = UserFactory(is_staff=True)
+        for each in accounts or (account,):
+            MembershipFactory(user=user, account=each, role=role)
+        client = login(user)
+        client.user = user
+        return client
+
+    return make
+
+
+@pytest.fixture
+def superuser_client(db) -> Client:
+    return login(UserFactory(is_staff=True, is_superuser=True))

@@ -20,6 +20,7 @@ from metering.api.views import path_id
 from metering.api.viewsets import AccountScopedMixin
 from metering.models import Meter, Place, Register
 from readings import domain, selectors
+from readings.api.views import MeterChildMixin
 
 # Sums of many stored consumptions (NUMERIC(38, 18)) need more than 38 digits.
 CONSUMPTION_DIGITS = 60
@@ -183,19 +184,8 @@ class ConsumptionView(AccountScopedMixin, generics.GenericAPIView):
         )
 
 
-class MeterScopedView(ConsumptionView):
+class MeterScopedView(MeterChildMixin, ConsumptionView):
     queryset = Meter.objects.all()
-
-    def meter(self) -> Meter:
-        if not hasattr(self, "_meter"):
-            self._meter = get_object_or_404(
-                Meter.objects.for_account(self.request.account).select_related("account"),
-                pk=self.kwargs["meter_id"],
-            )
-        return self._meter
-
-    def check_parents(self) -> None:
-        self.meter()
 
 
 @extend_schema(

@@ -11,7 +11,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, mixins, serializers, status, viewsets
@@ -19,10 +18,10 @@ from rest_framework.response import Response
 
 from metering.api.idempotency import idempotent
 from metering.api.viewsets import AccountScopedMixin, BaseModelSerializer
-from metering.models import Meter, MeterDevice
+from metering.models import MeterDevice
 from readings import services
 from readings.api.serializers import ReadingDateField
-from readings.api.views import actor_of
+from readings.api.views import MeterChildMixin, actor_of
 
 DEVICE_FIELDS = (
     "id",
@@ -112,25 +111,13 @@ class ReplaceDeviceSerializer(serializers.Serializer):
     )
 
 
-class MeterChildMixin(AccountScopedMixin):
-    """A route under ``meters/{meter_id}/``: the meter must be in the request's account."""
-
-    def meter(self) -> Meter:
-        if not hasattr(self, "_meter"):
-            self._meter = get_object_or_404(
-                Meter.objects.for_account(self.request.account), pk=self.kwargs["meter_id"]
-            )
-        return self._meter
-
-    def check_parents(self) -> None:
-        self.meter()
-
-
 METER_ID = OpenApiParameter("meter_id", OpenApiTypes.INT, OpenApiParameter.PATH)
 
 
 @extend_schema(tags=["meters"], parameters=[METER_ID])
-class MeterDeviceViewSet(MeterChildMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+class MeterDeviceViewSet(
+    MeterChildMixin, AccountScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet
+):
     """The devices that served as this meter, oldest first (empty until a replacement)."""
 
     queryset = MeterDevice.objects.all()
@@ -144,7 +131,7 @@ class MeterDeviceViewSet(MeterChildMixin, mixins.ListModelMixin, viewsets.Generi
 
 
 @extend_schema(tags=["meters"], parameters=[METER_ID])
-class MeterReplaceViewSet(MeterChildMixin, viewsets.GenericViewSet):
+class MeterReplaceViewSet(MeterChildMixin, AccountScopedMixin, viewsets.GenericViewSet):
     queryset = MeterDevice.objects.all()
     serializer_class = ReplaceDeviceSerializer
     pagination_class = None

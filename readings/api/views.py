@@ -56,6 +56,61 @@ def raise_item_error(error: services.ItemError) -> None:
     raise exceptions.ValidationError(error.details)
 
 
+class MeterChildMixin:
+    """A route under ``meters/{meter_id}/``: the meter must be in the request's account (404
+    before anything else), and ``meter()`` is it."""
+
+    def meter(self) -> Meter:
+        if not hasattr(self, "_meter"):
+            self._meter = get_object_or_404(
+                Meter.objects.for_account(self.request.account).select_related("account"),
+                pk=self.kwargs["meter_id"],
+            )
+        return self._meter
+
+    def check_parents(self) -> None:
+        self.meter()
+
+
+def run_batch(view, *, noun: str, to_input, invalid_message: str, create) -> Response:
+    """A batch endpoint (CONTRACT §4.3): 1 to 500 items, each validated by the view's
+    serializer on its own, the valid ones created by ``create`` in one transaction, the others
+    reported by their index."""
+    body = view.request.data
+    items = body.get("readings") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items:
+        raise exceptions.ValidationError({"readings": [f"Send a list of 1 to {MAX_BATCH} {noun}."]})
+    if len(items) > MAX_BATCH:
+        raise BatchTooLarge(f"A batch holds 1 to {MAX_BATCH} {noun}; this one has {len(items)}.")
+    # One serializer validates every item, as a ListSerializer would, keeping each result.
+    child = view.get_serializer()
+    inputs, positions, errors = [], [], []
+    for index, item in enumerate(items):
+        try:
+            inputs.append(to_input(child.run_validation(item)))
+            positions.append(index)
+        except exceptions.ValidationError as exc:
+            detail = (
+                exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            )
+            errors.append(services.ItemError(index, "validation_error", invalid_message, detail))
+    result = create(meter=view.meter(), items=inputs, actor=actor_of(view.request))
+    errors += [
+        services.ItemError(positions[e.index], e.code, e.message, e.details) for e in result.errors
+    ]
+    errors.sort(key=lambda error: error.index)
+    payload = {
+        "accepted": len(result.accepted),
+        "rejected": len(errors),
+        "readings": view.get_serializer(result.accepted, many=True).data,
+        "errors": [
+            {"index": e.index, "code": e.code, "message": e.message, "details": e.details}
+            for e in errors
+        ],
+    }
+    return Response(payload, status=status.HTTP_201_CREATED)
+
+
 class ReadingListMixin:
     serializer_class = serializers.ReadingSerializer
     ordering = ["reading_date", "id"]
@@ -68,21 +123,11 @@ class ReadingListMixin:
     tags=["readings"],
     parameters=[OpenApiParameter("meter_id", OpenApiTypes.INT, OpenApiParameter.PATH)],
 )
-class MeterReadingViewSet(ReadingListMixin, AccountScopedViewSet):
+class MeterReadingViewSet(ReadingListMixin, MeterChildMixin, AccountScopedViewSet):
     """Index readings of one meter, on any of its registers."""
 
     queryset = Reading.objects.all()
     filterset_class = filters.ReadingFilter
-
-    def meter(self) -> Meter:
-        if not hasattr(self, "_meter"):
-            self._meter = get_object_or_404(
-                Meter.objects.for_account(self.request.account), pk=self.kwargs["meter_id"]
-            )
-        return self._meter
-
-    def check_parents(self) -> None:
-        self.meter()
 
     def scope_queryset(self, queryset):
         return queryset.filter(meter=self.meter()).select_related("register")
@@ -152,44 +197,13 @@ class MeterReadingViewSet(ReadingListMixin, AccountScopedViewSet):
     @idempotent
     def batch(self, request, *args, **kwargs):
         """Create 1 to 500 readings: valid ones in one transaction, the others reported."""
-        body = request.data
-        items = body.get("readings") if isinstance(body, dict) else None
-        if not isinstance(items, list) or not items:
-            raise exceptions.ValidationError({"readings": ["Send a list of 1 to 500 readings."]})
-        if len(items) > MAX_BATCH:
-            raise BatchTooLarge(
-                f"A batch holds 1 to {MAX_BATCH} readings; this one has {len(items)}."
-            )
-        # One serializer validates every item, as a ListSerializer would, keeping each result.
-        child = self.get_serializer()
-        inputs, positions, errors = [], [], []
-        for index, item in enumerate(items):
-            try:
-                inputs.append(reading_input(child.run_validation(item)))
-                positions.append(index)
-            except exceptions.ValidationError as exc:
-                detail = (
-                    exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-                )
-                errors.append(
-                    services.ItemError(index, "validation_error", "The reading is invalid.", detail)
-                )
-        result = services.create_readings(meter=self.meter(), items=inputs, actor=actor_of(request))
-        errors += [
-            services.ItemError(positions[e.index], e.code, e.message, e.details)
-            for e in result.errors
-        ]
-        errors.sort(key=lambda error: error.index)
-        payload = {
-            "accepted": len(result.accepted),
-            "rejected": len(errors),
-            "readings": self.get_serializer(result.accepted, many=True).data,
-            "errors": [
-                {"index": e.index, "code": e.code, "message": e.message, "details": e.details}
-                for e in errors
-            ],
-        }
-        return Response(payload, status=status.HTTP_201_CREATED)
+        return run_batch(
+            self,
+            noun="readings",
+            to_input=reading_input,
+            invalid_message="The reading is invalid.",
+            create=services.create_readings,
+        )
 
 
 @extend_schema(tags=["readings"])
@@ -250,7 +264,7 @@ class PeriodReadingListMixin:
     tags=["readings"],
     parameters=[OpenApiParameter("meter_id", OpenApiTypes.INT, OpenApiParameter.PATH)],
 )
-class MeterPeriodReadingViewSet(PeriodReadingListMixin, AccountScopedViewSet):
+class MeterPeriodReadingViewSet(PeriodReadingListMixin, MeterChildMixin, AccountScopedViewSet):
     """Period readings of one meter: consumption known per period, such as utility bills.
 
     Two period readings of a meter never share a day (409 `overlap`); a period cannot end after
@@ -263,16 +277,6 @@ class MeterPeriodReadingViewSet(PeriodReadingListMixin, AccountScopedViewSet):
 
     queryset = PeriodReading.objects.all()
     filterset_class = filters.PeriodReadingFilter
-
-    def meter(self) -> Meter:
-        if not hasattr(self, "_meter"):
-            self._meter = get_object_or_404(
-                Meter.objects.for_account(self.request.account), pk=self.kwargs["meter_id"]
-            )
-        return self._meter
-
-    def check_parents(self) -> None:
-        self.meter()
 
     def scope_queryset(self, queryset):
         return (
@@ -313,47 +317,13 @@ class MeterPeriodReadingViewSet(PeriodReadingListMixin, AccountScopedViewSet):
     @idempotent
     def batch(self, request, *args, **kwargs):
         """Create 1 to 500 period readings: valid ones in one transaction, the others reported."""
-        body = request.data
-        items = body.get("readings") if isinstance(body, dict) else None
-        if not isinstance(items, list) or not items:
-            raise exceptions.ValidationError(
-                {"readings": [f"Send a list of 1 to {MAX_BATCH} period readings."]}
-            )
-        if len(items) > MAX_BATCH:
-            raise BatchTooLarge(
-                f"A batch holds 1 to {MAX_BATCH} period readings; this one has {len(items)}."
-            )
-        child = self.get_serializer()
-        inputs, positions, errors = [], [], []
-        for index, item in enumerate(items):
-            try:
-                inputs.append(period_input(child.run_validation(item)))
-                positions.append(index)
-            except exceptions.ValidationError as exc:
-                detail = (
-                    exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-                )
-                errors.append(
-                    services.ItemError(index, "validation_error", periods.INVALID_MESSAGE, detail)
-                )
-        result = periods.create_period_readings(
-            meter=self.meter(), items=inputs, actor=actor_of(request)
+        return run_batch(
+            self,
+            noun="period readings",
+            to_input=period_input,
+            invalid_message=periods.INVALID_MESSAGE,
+            create=periods.create_period_readings,
         )
-        errors += [
-            services.ItemError(positions[e.index], e.code, e.message, e.details)
-            for e in result.errors
-        ]
-        errors.sort(key=lambda error: error.index)
-        payload = {
-            "accepted": len(result.accepted),
-            "rejected": len(errors),
-            "readings": self.get_serializer(result.accepted, many=True).data,
-            "errors": [
-                {"index": e.index, "code": e.code, "message": e.message, "details": e.details}
-                for e in errors
-            ],
-        }
-        return Response(payload, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=["readings"])

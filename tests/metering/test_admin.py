@@ -10,7 +10,6 @@ import pytest
 from django.contrib import admin
 from django.contrib.messages import get_messages
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -62,32 +61,6 @@ NOT_ADDABLE_BY_MEMBERS = NOT_ADDABLE | {Account}
 
 def url(model_name: str, view: str = "changelist", *args: Any, app: str = "metering") -> str:
     return reverse(f"admin:{app}_{model_name}_{view}", args=args)
-
-
-def login(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def member(account):
-    """``member(role, *accounts)``: a logged-in staff client with that role in each account."""
-
-    def make(role: str = "MANAGER", *accounts: Account) -> Client:
-        user = UserFactory(is_staff=True)
-        for each in accounts or (account,):
-            MembershipFactory(user=user, account=each, role=role)
-        client = login(user)
-        client.user = user
-        return client
-
-    return make
-
-
-@pytest.fixture
-def superuser_client(db) -> Client:
-    return login(UserFactory(is_staff=True, is_superuser=True))
 
 
 def messages_of(response) -> list[str]:

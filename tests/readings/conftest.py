@@ -6,13 +6,11 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.test import Client
 
-from metering.models import Account, MeterDevice, Register
+from metering.models import MeterDevice, Register
 from readings import domain, services
 from readings.models import Reading
-from tests.factories import MembershipFactory, MeterFactory, UserFactory
-from tests.metering.test_admin import login
+from tests.factories import MeterFactory
 
 PARIS = dt.timezone(dt.timedelta(hours=1))  # Europe/Paris in winter
 ACTOR = services.Actor("test:fixture", "API")
@@ -87,26 +85,3 @@ def meter(account):
 @pytest.fixture
 def register(meter):
     return meter.registers.get(is_default=True)
-
-
-# --- admin clients ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def member(account):
-    """``member(role, *accounts)``: a logged-in staff client with that role in each account."""
-
-    def make(role: str = "MANAGER", *accounts: Account) -> Client:
-        user = UserFactory(is_staff=True)
-        for each in accounts or (account,):
-            MembershipFactory(user=user, account=each, role=role)
-        client = login(user)
-        client.user = user
-        return client
-
-    return make
-
-
-@pytest.fixture
-def superuser_client(db) -> Client:
-    return login(UserFactory(is_staff=True, is_superuser=True))

@@ -15,8 +15,9 @@ from readings.admin_consumption import (
     last_months,
     value_label,
 )
+from tests.conftest import login
 from tests.factories import MembershipFactory, UserFactory
-from tests.metering.test_admin import login, url
+from tests.metering.test_admin import url
 from tests.readings.test_consumption import add_period, add_readings
 
 pytestmark = pytest.mark.django_db
