@@ -84,9 +84,16 @@ def exact_label(value: Decimal) -> str:
 
 
 def consumption_chart(
-    ranges: list[domain.Bucket], totals: list[selectors.BucketTotal], unit: str
+    ranges: list[domain.Bucket],
+    totals: list[selectors.BucketTotal],
+    unit: str,
+    measured_until: dt.datetime | None = None,
 ) -> Chart:
-    """Bars for ``totals``, scaled to the largest value; negative values hang below the axis."""
+    """Bars for ``totals``, scaled to the largest value; negative values hang below the axis.
+
+    A month that starts at or after ``measured_until`` (the latest reading) has no interval
+    yet: it is labelled "–" rather than 0, which would read as no consumption.
+    """
     values = [total.consumption for total in totals]
     highest = max([Decimal(0), *values])
     lowest = min([Decimal(0), *values])
@@ -108,10 +115,16 @@ def consumption_chart(
                 height=round(height, 2),
                 label_x=round(x + (slot - GAP) / 2, 2),
                 value_y=round((y if total.consumption >= 0 else y + height + 12) - 4, 2),
-                value_label=value_label(total.consumption),
+                value_label=(
+                    "–"
+                    if unmeasured(bucket, total, measured_until)
+                    else value_label(total.consumption)
+                ),
                 month_label=f"{bucket.period_start:%b %y}",
                 title=(
-                    f"{bucket.period_start} – {bucket.period_end}:"
+                    f"{bucket.period_start} – {bucket.period_end}: no reading yet"
+                    if unmeasured(bucket, total, measured_until)
+                    else f"{bucket.period_start} – {bucket.period_end}:"
                     f" {exact_label(total.consumption)} {unit}{estimated},"
                     f" {total.readings_count} reading(s)"
                 ),
@@ -130,9 +143,21 @@ def consumption_chart(
     )
 
 
+def unmeasured(
+    bucket: domain.Bucket, total: selectors.BucketTotal, measured_until: dt.datetime | None
+) -> bool:
+    """Whether nothing in ``bucket`` is measured yet: it starts at or after the latest reading."""
+    return (
+        measured_until is not None
+        and bucket.start >= measured_until
+        and total.consumption == 0
+        and not total.is_estimated
+    )
+
+
 def meter_consumption_section(request: HttpRequest, meter: Meter) -> str | None:
     """The meter's monthly consumption over 24 months; None when the user may not see
-    readings. Two queries: the default register and the aggregation."""
+    readings. Three queries: the default register, its latest reading and the aggregation."""
     probe = Reading(account_id=meter.account_id, meter=meter)
     if not admin.site.get_model_admin(Reading).has_view_permission(request, probe):
         return None
@@ -143,7 +168,10 @@ def meter_consumption_section(request: HttpRequest, meter: Meter) -> str | None:
     first, last = last_months(account.today())
     ranges = domain.buckets(first, last, "month", account.zone)
     totals = selectors.meter_consumption(meter=meter, register=register, ranges=ranges)
-    chart = consumption_chart(ranges, totals, selectors.unit_of(register, meter))
+    latest = register.readings.order_by("-reading_date").values_list("reading_date", flat=True)
+    chart = consumption_chart(
+        ranges, totals, selectors.unit_of(register, meter), measured_until=latest.first()
+    )
     return render_to_string(
         "admin/readings/meter_consumption.html", {"chart": chart, "meter": meter}, request=request
     )

@@ -54,7 +54,10 @@ def test_meter_page_shows_24_monthly_bars_with_their_values(viewer, account, met
     values = re.findall(r"<text class=\"value\"[^>]*>([^<]*)</text>", svg)
     months = re.findall(r"<text class=\"month\"[^>]*>([^<]*)</text>", svg)
     assert len(values) == len(months) == 24
-    assert values[:3] == ["123", "0.50", "0.00"]
+    assert values[:2] == ["123", "0.50"]
+    # From the latest reading on, nothing is measured yet: "–", not a misleading 0.
+    assert values[2:] == ["–"] * 22
+    assert f"{third} – " in svg and "no reading yet" in svg
     assert months[0] == f"{first:%b %y}" and months[-1] == f"{today:%b %y}"
     assert f"{first} – {(second - dt.timedelta(days=1))}: 123.4 m3, 1 reading(s)" in svg
 
