@@ -47,6 +47,17 @@ class Thresholds:
         return dt.timedelta(days=self.baseline_days)
 
 
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def earlier_by(instant: dt.datetime, span: dt.timedelta) -> dt.datetime:
+    """``instant − span``, or the earliest representable instant when that is before year 1."""
+    try:
+        return instant - span
+    except OverflowError:
+        return _EARLIEST
+
+
 @dataclass(frozen=True)
 class Point:
     """One reading of a register: its instant and its index value."""
@@ -169,7 +180,7 @@ def derive_series(
             base, point.value, factor=factor, max_value=max_value
         )
         micros = (point.reading_date - previous.reading_date) // _MICROSECOND
-        oldest_end = point.reading_date - span
+        oldest_end = earlier_by(point.reading_date, span)
         while window and window[0][0] < oldest_end:
             _, old_micros, old_consumption = window.popleft()
             window_micros -= old_micros

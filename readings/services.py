@@ -531,7 +531,7 @@ def _rebuild(meter: Meter, changes: dict[int, tuple[Register, _RegisterChange]])
 
     window = Q()
     for register_pk, start in starts.items():
-        lower = start - span
+        lower = domain.earlier_by(start, span)
         before = (
             Reading.objects.filter(register_id=register_pk, reading_date__lt=lower)
             .order_by("-reading_date")

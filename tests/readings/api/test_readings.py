@@ -438,3 +438,31 @@ def test_meter_with_readings_keeps_its_type_and_cannot_be_deleted(api, meter):
         "meter_has_readings"
     )
     assert Meter.objects.filter(pk=meter.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "when", ["0001-01-01T00:00:00Z", "0001-01-02", "0001-03-01T10:00:00+05:00"]
+)
+def test_readings_in_year_one_are_no_server_error(api, account, when):
+    # The engine's baseline window reaches a year before a reading: it stops at year 1.
+    meter = MeterFactory(account=account)
+    single = api.post(
+        f"/api/v1/meters/{meter.pk}/readings/", {"reading_date": when, "value": 1}, format="json"
+    )
+    batch = api.post(
+        f"/api/v1/meters/{meter.pk}/readings/batch/",
+        {
+            "readings": [
+                {"reading_date": when, "value": 1},
+                {"reading_date": "0001-06-01", "value": 2},
+            ]
+        },
+        format="json",
+    )
+    replaced = api.post(
+        f"/api/v1/meters/{meter.pk}/replace/",
+        {"replaced_at": "0001-12-01", "final_value": 3, "new_serial_number": "X-2"},
+        format="json",
+    )
+    assert (single.status_code, batch.status_code, replaced.status_code) == (201, 201, 201)
+    assert [r["code"] for r in batch.json()["data"]["errors"]] == ["duplicate_reading"]
