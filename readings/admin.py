@@ -75,7 +75,94 @@ def admin_actor(request: HttpRequest) -> services.Actor:
 # --- the form --------------------------------------------------------------------------------
 
 
-class ReadingForm(AccountScopedForm):
+class ServiceWrittenForm(AccountScopedForm):
+    """A form valid only once a readings service has written its row (``saved``).
+
+    Model validation is the services' (values, duplicates, overlaps, locks): the form only
+    builds the instance, which the admin uses for its log, then calls ``create`` or ``update``
+    as the last step of its validation, and shows each refusal on the field it concerns.
+    """
+
+    # Who writes: set by ``ServiceWrittenAdmin.get_form`` on the form class it builds.
+    actor: services.Actor | None = None
+    # The service's names for what a refusal concerns → the form's fields.
+    field_of_code: dict[str, str] = {}
+    field_of_detail: dict[str, str] = {}
+    editable_fields: list[str] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.saved = None
+
+    def create(self, data: dict[str, Any]):
+        """Write the new row through the service; its batch result."""
+        raise NotImplementedError
+
+    def update(self, values: dict[str, Any]):
+        """Change ``self.instance`` through the service; the row written."""
+        raise NotImplementedError
+
+    def _post_clean(self) -> None:
+        try:
+            self.instance = construct_instance(
+                self, self.instance, self._meta.fields, self._meta.exclude
+            )
+        except ValidationError as error:
+            self._update_errors(error)
+        if self._errors:
+            return
+        if self.actor is None:
+            raise ImproperlyConfigured(f"{type(self).__name__} writes for an actor: set `actor`.")
+        if self.instance._state.adding:
+            self._create()
+        else:
+            self._update()
+
+    def _create(self) -> None:
+        try:
+            result = self.create(self.cleaned_data)
+        except ApiError as error:  # a decommissioned meter
+            self.add_error("meter", str(error.detail))
+            return
+        if result.errors:
+            error = result.errors[0]
+            self._refused(error.code, error.message, error.details)
+        else:
+            self.saved = result.accepted[0]
+
+    def _update(self) -> None:
+        values = {
+            name: self.cleaned_data[name]
+            for name in self.changed_data
+            if name in self.editable_fields and name in self.cleaned_data
+        }
+        if not values:
+            self.saved = self.instance
+            return
+        try:
+            self.saved = self.update(values)
+        except ValidationError as error:
+            if hasattr(error, "error_dict"):
+                self._refused("validation_error", "", error.message_dict)
+            else:
+                self.add_error(None, error)
+        except ApiError as error:
+            self._refused(error.error_code, str(error.detail), error.details)
+
+    def _refused(self, code: str, message: str, details: dict[str, list[str]]) -> None:
+        """Show a service's refusal on the field it concerns (on the form when none)."""
+        if code in self.field_of_code:
+            self.add_error(self.field_of_code[code], message)
+            return
+        if not details:
+            self.add_error(None, message)
+            return
+        for key, key_messages in details.items():
+            name = self.field_of_detail.get(key, key)
+            self.add_error(name if name in self.fields else None, key_messages)
+
+
+class ReadingForm(ServiceWrittenForm):
     """A reading's editable fields; valid only once the engine has written it (see module doc).
 
     On the add page the register is given by its code (empty: the meter's default register);
@@ -89,9 +176,9 @@ class ReadingForm(AccountScopedForm):
         help_text="Code of one of the meter's registers; empty: its default register.",
     )
 
-    # Who writes: set by ``ReadingAdmin.get_form`` on the form class it builds for a request.
-    actor: services.Actor | None = None
-
+    field_of_code = {"duplicate_reading": "reading_date"}
+    field_of_detail = FORM_FIELD_OF_DETAIL
+    editable_fields = services.EDITABLE_FIELDS
     field_help = {
         "is_estimated": "Ticked by itself for an ESTIMATED reading.",
         "reading_date": "Not more than 5 minutes in the future.",
@@ -99,7 +186,6 @@ class ReadingForm(AccountScopedForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.saved: Reading | None = None
         for name, text in self.field_help.items():
             if name in self.fields:
                 self.fields[name].help_text = text
@@ -132,25 +218,7 @@ class ReadingForm(AccountScopedForm):
                 choices=[(register.code, register_choice_label(register)) for register in registers]
             )
 
-    def _post_clean(self) -> None:
-        # Model validation is the engine's (values, duplicates, locks): only build the instance,
-        # which the admin uses for its log, then write.
-        try:
-            self.instance = construct_instance(
-                self, self.instance, self._meta.fields, self._meta.exclude
-            )
-        except ValidationError as error:
-            self._update_errors(error)
-        if not self._errors:
-            if self.actor is None:
-                raise ImproperlyConfigured("ReadingForm writes for an actor: set its `actor`.")
-            if self.instance._state.adding:
-                self._create()
-            else:
-                self._update()
-
-    def _create(self) -> None:
-        data = self.cleaned_data
+    def create(self, data: dict[str, Any]) -> services.BatchResult:
         item = services.ReadingInput(
             reading_date=data["reading_date"],
             value=data["value"],
@@ -159,49 +227,10 @@ class ReadingForm(AccountScopedForm):
             is_estimated=True if data.get("is_estimated") else None,
             **{name: data[name] for name in INPUT_FIELDS if name in data},
         )
-        try:
-            result = services.create_readings(meter=data["meter"], items=[item], actor=self.actor)
-        except ApiError as error:  # a decommissioned meter
-            self.add_error("meter", str(error.detail))
-            return
-        if result.errors:
-            error = result.errors[0]
-            self._refused(error.code, error.message, error.details)
-        else:
-            self.saved = result.accepted[0]
+        return services.create_readings(meter=data["meter"], items=[item], actor=self.actor)
 
-    def _update(self) -> None:
-        values = {
-            name: self.cleaned_data[name]
-            for name in self.changed_data
-            if name in services.EDITABLE_FIELDS and name in self.cleaned_data
-        }
-        if not values:
-            self.saved = self.instance
-            return
-        try:
-            self.saved = services.update_reading(
-                reading=self.instance, values=values, actor=self.actor
-            )
-        except ValidationError as error:
-            if hasattr(error, "error_dict"):
-                self._refused("validation_error", "", error.message_dict)
-            else:
-                self.add_error(None, error)
-        except ApiError as error:
-            self._refused(error.error_code, str(error.detail), error.details)
-
-    def _refused(self, code: str, message: str, details: dict[str, list[str]]) -> None:
-        """Show an engine refusal on the field it concerns (on the form when none)."""
-        if code == "duplicate_reading":
-            self.add_error("reading_date", message)
-            return
-        if not details:
-            self.add_error(None, message)
-            return
-        for key, key_messages in details.items():
-            name = FORM_FIELD_OF_DETAIL.get(key, key)
-            self.add_error(name if name in self.fields else None, key_messages)
+    def update(self, values: dict[str, Any]) -> Reading:
+        return services.update_reading(reading=self.instance, values=values, actor=self.actor)
 
 
 def register_choice_label(register: Register) -> str:
@@ -534,84 +563,20 @@ if meter_consumption_section not in MeterAdmin.page_sections:
 CURRENCY_CHOICES = [("", "The account's currency"), *[(c, c) for c in sorted(CURRENCIES)]]
 
 
-class PeriodReadingForm(AccountScopedForm):
-    """A period reading's fields; valid only once ``readings.periods`` has written it.
-
-    As ``ReadingForm``: the services decide (values, overlaps, locks, a decommissioned meter)
-    as the last step of the validation, and each refusal is shown on the field it concerns.
-    """
+class PeriodReadingForm(ServiceWrittenForm):
+    """A period reading's fields; valid only once ``readings.periods`` has written it."""
 
     cost_currency = forms.ChoiceField(choices=CURRENCY_CHOICES, required=False)
+    editable_fields = periods.EDITABLE_FIELDS
 
-    # Who writes: set by ``PeriodReadingAdmin.get_form`` on the form class it builds.
-    actor: services.Actor | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.saved: PeriodReading | None = None
-
-    def _post_clean(self) -> None:
-        try:
-            self.instance = construct_instance(
-                self, self.instance, self._meta.fields, self._meta.exclude
-            )
-        except ValidationError as error:
-            self._update_errors(error)
-        if self._errors:
-            return
-        if self.actor is None:
-            raise ImproperlyConfigured("PeriodReadingForm writes for an actor: set its `actor`.")
-        if self.instance._state.adding:
-            self._create()
-        else:
-            self._update()
-
-    def _create(self) -> None:
-        data = self.cleaned_data
+    def create(self, data: dict[str, Any]) -> periods.PeriodBatchResult:
         item = periods.PeriodInput(
             **{name: data[name] for name in periods.EDITABLE_FIELDS if name in data}
         )
-        try:
-            result = periods.create_period_readings(
-                meter=data["meter"], items=[item], actor=self.actor
-            )
-        except ApiError as error:  # a decommissioned meter
-            self.add_error("meter", str(error.detail))
-            return
-        if result.errors:
-            error = result.errors[0]
-            self._refused(error.message, error.details)
-        else:
-            self.saved = result.accepted[0]
+        return periods.create_period_readings(meter=data["meter"], items=[item], actor=self.actor)
 
-    def _update(self) -> None:
-        values = {
-            name: self.cleaned_data[name]
-            for name in self.changed_data
-            if name in periods.EDITABLE_FIELDS and name in self.cleaned_data
-        }
-        if not values:
-            self.saved = self.instance
-            return
-        try:
-            self.saved = periods.update_period_reading(
-                period=self.instance, values=values, actor=self.actor
-            )
-        except ValidationError as error:
-            if hasattr(error, "error_dict"):
-                self._refused("", error.message_dict)
-            else:
-                self.add_error(None, error)
-        except ApiError as error:  # overlap, lock
-            self._refused(str(error.detail), error.details)
-
-    def _refused(self, message: str, details: dict[str, list[str]]) -> None:
-        """Show a refusal of the services on the field it concerns (on the form when none)."""
-        if not details:
-            self.add_error(None, message)
-            return
-        for name, messages_ in details.items():
-            self.add_error(name if name in self.fields else None, messages_)
+    def update(self, values: dict[str, Any]) -> PeriodReading:
+        return periods.update_period_reading(period=self.instance, values=values, actor=self.actor)
 
 
 @admin.register(PeriodReading)
