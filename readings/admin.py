@@ -335,6 +335,14 @@ class ServiceWrittenAdmin(AccountScopedAdmin):
     """An admin whose form writes through the readings services while it validates (its
     ``saved`` row), and whose locked objects (``is_locked``) cannot be changed nor deleted."""
 
+    @admin.display(description="anomalies")
+    def anomalies(self, obj) -> str | None:
+        return " ".join(obj.anomaly_flags) or None
+
+    @admin.display(description="locked", boolean=True)
+    def locked(self, obj) -> bool:
+        return obj.is_locked
+
     def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs: Any):
         form = super().get_form(request, obj, change, **kwargs)
         form.actor = admin_actor(request)
@@ -454,14 +462,6 @@ class ReadingAdmin(ServiceWrittenAdmin):
     @admin.display(description="register")
     def register_label(self, reading: Reading) -> str:
         return register_choice_label(reading.register)
-
-    @admin.display(description="anomalies")
-    def anomalies(self, reading: Reading) -> str | None:
-        return " ".join(reading.anomaly_flags) or None
-
-    @admin.display(description="locked", boolean=True)
-    def locked(self, reading: Reading) -> bool:
-        return reading.is_locked
 
     @admin.display(description="lock")
     def lock(self, reading: Reading) -> str:
@@ -659,14 +659,6 @@ class PeriodReadingAdmin(ServiceWrittenAdmin):
     @admin.display(description="unit")
     def unit(self, period: PeriodReading) -> str:
         return period.meter.unit
-
-    @admin.display(description="anomalies")
-    def anomalies(self, period: PeriodReading) -> str | None:
-        return " ".join(period.anomaly_flags) or None
-
-    @admin.display(description="locked", boolean=True)
-    def locked(self, period: PeriodReading) -> bool:
-        return period.is_locked
 
     @admin.display(description="lock")
     def lock(self, period: PeriodReading) -> str:

@@ -16,7 +16,7 @@ from django.db.models.functions import Coalesce
 
 from metering import domain as metering_domain
 from metering.models import Account, Meter, Place, Register
-from readings import domain
+from readings import domain, periods
 from readings.models import PeriodReading, Reading
 
 ReadingEvent = Reading.pgh_event_model
@@ -122,17 +122,8 @@ def _entry(event, before, fields: tuple[str, ...]) -> HistoryEntry:
 
 PeriodReadingEvent = PeriodReading.pgh_event_model
 
-PERIOD_AUDITED_FIELDS = (
-    "start_date",
-    "end_date",
-    "consumption",
-    "cost",
-    "cost_currency",
-    "demand_kw",
-    "is_estimated",
-    "notes",
-    *domain.FLAG_FIELDS.values(),
-)
+# What a change shows: every field a user writes, and the flags derived from them.
+PERIOD_AUDITED_FIELDS = (*periods.EDITABLE_FIELDS, *domain.FLAG_FIELDS.values())
 
 
 def period_reading_history(
