@@ -31,18 +31,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import statistics
 import sys
 import time
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 # The loading steps of the readings benchmark, reused as they are (this directory is on
 # sys.path when the script runs).
 import readings_api as loading
+from readings_api import ms
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/metering_bench_consumption"
 GOAL_SECONDS = 0.200
@@ -63,18 +62,9 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
         help="meters of the place measured in step 4, one reading a day each (100; 0: skip)",
     )
     parser.add_argument("--place-days", type=int, default=731, help="their daily readings (731)")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_CONSUMPTION_DATABASE_URL", DEFAULT_DATABASE_URL),
-        help="the bench database, dropped and recreated (env BENCH_CONSUMPTION_DATABASE_URL)",
-    )
-    parser.add_argument(
-        "--reuse", action="store_true", help="keep the database of a previous run (no load)"
-    )
+    loading.add_database_options(parser, "BENCH_CONSUMPTION_DATABASE_URL", DEFAULT_DATABASE_URL)
     options = parser.parse_args(argv)
-    name = urlsplit(options.database_url).path.lstrip("/")
-    if "bench" not in name:
-        parser.error(f"refusing to drop {name!r}: the database name must contain 'bench'")
+    loading.check_database_name(parser, options)
     if options.readings < 2 or options.runs < 1:
         parser.error("at least 2 readings and 1 run")
     options.conn_max_age = 60  # read by loading.configure_django
@@ -236,10 +226,6 @@ def describe(options: argparse.Namespace, key: str = "", new_key: bool = False) 
 # --- step 2: the measures --------------------------------------------------------------------
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    return loading.percentile(values, fraction)
-
-
 @dataclass
 class Measure:
     label: str
@@ -251,7 +237,7 @@ class Measure:
 
     @property
     def p95(self) -> float:
-        return percentile(self.seconds, 0.95)
+        return loading.percentile(self.seconds, 0.95)
 
 
 def repeat(label: str, options: argparse.Namespace, work: Callable[[], object]) -> Measure:
@@ -265,10 +251,6 @@ def repeat(label: str, options: argparse.Namespace, work: Callable[[], object]) 
     measure = Measure(label, seconds)
     print(f"  {label:58} median {ms(measure.median):>9}, p95 {ms(measure.p95):>9}")
     return measure
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
 
 
 @dataclass

@@ -92,22 +92,32 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-batches", type=int, default=5, help="in-process batches")
     parser.add_argument("--no-profile", action="store_true", help="skip step 6")
     parser.add_argument("--load-only", action="store_true", help="stop after step 1")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
-        help="the bench database, dropped and recreated (env BENCH_DATABASE_URL)",
-    )
-    parser.add_argument(
-        "--reuse", action="store_true", help="keep the database of a previous run (no load)"
-    )
+    add_database_options(parser, "BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     options = parser.parse_args(argv)
     options.workers = [int(w) for w in options.workers.split(",") if w.strip()]
     if options.meters < 2 or options.readings < 2 or options.batch_size < 1:
         parser.error("at least 2 meters, 2 readings per meter and 1 reading per batch")
+    check_database_name(parser, options)
+    return options
+
+
+def add_database_options(parser: argparse.ArgumentParser, variable: str, default: str) -> None:
+    """``--database-url`` (the environment's ``variable``, else ``default``) and ``--reuse``."""
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(variable, default),
+        help=f"the bench database, dropped and recreated (env {variable})",
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the database of a previous run (no load)"
+    )
+
+
+def check_database_name(parser: argparse.ArgumentParser, options: argparse.Namespace) -> None:
+    """Refuse a database whose name lacks "bench": it is dropped."""
     name = urlsplit(options.database_url).path.lstrip("/")
     if "bench" not in name:
         parser.error(f"refusing to drop {name!r}: the database name must contain 'bench'")
-    return options
 
 
 def database_named(url: str, name: str) -> str:
