@@ -93,14 +93,16 @@ class PeriodConsumption:
     is_estimated: bool
 
 
-def cumulate(readings: Iterable[StoredReading]) -> list[CumulativeReading]:
+def cumulate(
+    readings: Iterable[StoredReading], *, origin: Decimal = Decimal(0)
+) -> list[CumulativeReading]:
     """The cumulative index of each reading, given in strictly increasing ``reading_date``.
 
-    The first reading's index is 0; each later one adds its stored consumption (a missing one
-    counts 0). The sum is exact.
+    The first reading's index is ``origin`` (0 by default); each later one adds its stored
+    consumption (a missing one counts 0). The sum is exact.
     """
     series: list[CumulativeReading] = []
-    index = Decimal(0)
+    index = origin
     with decimal.localcontext(_EXACT):
         for reading in readings:
             if series and reading.reading_date <= series[-1].reading_date:

@@ -8,7 +8,7 @@ from decimal import Decimal
 import factory
 from django.contrib.auth import get_user_model
 
-from billing.models import Tariff, Tenant
+from billing.models import AllocationRule, BillingPeriod, Lease, MeterShare, Tariff, Tenant
 from metering import services
 from metering.models import (
     Account,
@@ -133,3 +133,56 @@ class RegisterFactory(factory.django.DjangoModelFactory):
     meter = factory.SubFactory(MeterFactory)
     code = factory.Sequence(lambda n: f"1.8.{n}")
     unit = factory.SelfAttribute("meter.unit")
+
+
+class LeaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Lease
+
+    estate = factory.SubFactory(EstateFactory)
+    account = factory.SelfAttribute("estate.account")
+    tenant = factory.SubFactory(TenantFactory, account=factory.SelfAttribute("..account"))
+    reference = factory.Sequence(lambda n: f"L-{n:04d}")
+    start_date = dt.date(2024, 1, 1)
+    end_date = None
+
+
+class MeterShareFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = MeterShare
+
+    meter = factory.SubFactory(
+        MeterFactory,
+        billing_type="SHARED",
+        place=factory.SubFactory(PlaceFactory),
+        account=factory.SelfAttribute("place.account"),
+    )
+    account = factory.SelfAttribute("meter.account")
+    estate = factory.SubFactory(EstateFactory, place=factory.SelfAttribute("..meter.place"))
+    ratio = Decimal(1)
+
+
+class AllocationRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AllocationRule
+
+    meter = factory.SubFactory(
+        MeterFactory,
+        billing_type="COLLECTIVE",
+        place=factory.SubFactory(PlaceFactory),
+        account=factory.SelfAttribute("place.account"),
+    )
+    account = factory.SelfAttribute("meter.account")
+    basis = "SHARES"
+    consumption_part_percent = Decimal(0)
+
+
+class BillingPeriodFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BillingPeriod
+
+    place = factory.SubFactory(PlaceFactory)
+    account = factory.SelfAttribute("place.account")
+    name = factory.Sequence(lambda n: f"Period {n}")
+    start_date = dt.date(2024, 1, 1)
+    end_date = dt.date(2024, 1, 31)
