@@ -3,6 +3,7 @@
 Run with `manage.py shell < .ci/schemathesis_ids.py` after load_demo.
 """
 
+from billing.models import AllocationRule, BillingPeriod, Charge, MeterShare, Tariff, Tenant
 from metering.models import Estate, Gateway, Meter, Register, ServicePlace
 from readings.models import PeriodReading, Reading
 
@@ -28,6 +29,25 @@ ids = {
         bill := PeriodReading.objects.filter(**demo).order_by("-end_date", "-id").first()
     ).meter_id,
     "ST_PERIOD_READING_ID": bill.pk,
+    # A tenant with leases and a tariff that charges use: fuzzed deletes answer 409.
+    "ST_TENANT_ID": Tenant.objects.filter(**demo, leases__isnull=False).order_by("id")[0].pk,
+    "ST_TARIFF_ID": Tariff.objects.filter(**demo, charges__isnull=False).order_by("id")[0].pk,
+    "ST_METER_SHARE_ID": MeterShare.objects.filter(**demo).order_by("id")[0].pk,
+    "ST_ALLOCATION_RULE_ID": AllocationRule.objects.filter(**demo).order_by("id")[0].pk,
+    # The draft period (a closed one answers 409 to every write) and two leases with lines in
+    # it: one whose statement is read, another that fuzzed writes may change.
+    "ST_BILLING_PERIOD_ID": (
+        draft := BillingPeriod.objects.filter(**demo, status="DRAFT").order_by("id")[0]
+    ).pk,
+    "ST_STATEMENT_LEASE_ID": (
+        leases := list(
+            Charge.objects.filter(billing_period=draft, lease__isnull=False)
+            .order_by("lease_id")
+            .values_list("lease_id", flat=True)
+            .distinct()
+        )
+    )[0],
+    "ST_LEASE_ID": leases[-1],
 }
 for name, value in ids.items():
     print(f"export {name}={value}")

@@ -272,9 +272,10 @@ class _Calculation:
         self.lease_by_id = {
             lease.pk: lease for leases in inputs.leases_by_estate.values() for lease in leases
         }
+        by_id = {meter.pk: meter for meter in inputs.meters}
         devices = {}
         for meter in inputs.meters:
-            parent = next((m for m in inputs.meters if m.pk == meter.parent_meter_id), None)
+            parent = by_id.get(meter.parent_meter_id)
             rule = getattr(parent, "rule", None)
             if (
                 parent is not None
@@ -503,12 +504,20 @@ class _Calculation:
 
     def device_consumption(self, meter: Meter, estates: Sequence[Estate]) -> dict[int, Decimal]:
         """Each estate's consumption measured by its allocation devices (direct sub-meters of
-        ``meter``) over the period."""
+        ``meter``) over the period: a device's estate, or a ``SHARED`` device's estates by
+        their ratios. A device of no estate (a common part's) counts for no one."""
         start, end = self.period.start_date, self.period.end_date
         used: dict[int, Decimal] = defaultdict(Decimal)
         for device in self.inputs.meters:
-            if self.devices.get(device.pk) != meter.pk or device.estate_id is None:
+            if self.devices.get(device.pk) != meter.pk:
                 continue
+            if device.billing_type == "SHARED" and device.shares.all():
+                ratios = {share.estate_id: share.ratio for share in device.shares.all()}
+                split = domain.shares_by_ratio(ratios)
+            elif device.estate_id is not None:
+                split = {device.estate_id: Fraction(1)}
+            else:
+                continue  # measures no estate's use (a common part's sub-meter)
             registers = self.in_use(device)
             if not registers:
                 self.issue(
@@ -518,9 +527,11 @@ class _Calculation:
                 )
             for register in registers:
                 measure = self.measure(device, register, start, end)
-                if measure is not None:
+                if measure is None:
+                    continue
+                for estate, share in split.items():
                     with decimal.localcontext(_EXACT):
-                        used[device.estate_id] += measure.consumption
+                        used[estate] += _decimal(Fraction(measure.consumption) * share)
         return used
 
     def metered_lines(self, meter: Meter, registers: Sequence[Register | None]) -> list[_Line]:

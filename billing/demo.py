@@ -2,15 +2,17 @@
 
 Two buildings of a French property manager: a residential block in Lyon with collective heating
 and hot water, and a mixed-use building in Paris with shops and a rooftop solar installation.
-Their lots, supply points, gateways, meters and registers, the tariffs and a few tenants are
-built through the services, so the demo obeys every rule data entered through the API obeys.
+Their lots, supply points, gateways, meters and registers, the tariffs, the tenants and their
+leases, the meter shares and allocation rules, and billing periods (one closed, one draft per
+building) are built through the services, so the demo obeys every rule data entered through the
+API obeys.
 
 Every object is fixed, so tests and documentation can rely on codes, serial numbers and counts.
 The readings cover the two years up to "today" and come from seeded random streams: the same
 day gives the same readings, and the deliberate anomalies (leaks, vacancies, rollovers, an
-estimate, a misread) sit at fixed distances from today. ``build_demo`` runs the steps in order
-on a ``Demo`` that collects what is built, keyed by the domain's own identifiers; later steps
-(leases, billing periods) are functions of the same shape, appended to ``build_demo``.
+estimate, a misread) sit at fixed distances from today, and so do the leases and the billing
+periods. ``build_demo`` runs the steps in order on a ``Demo`` that collects what is built, keyed
+by the domain's own identifiers.
 """
 
 from __future__ import annotations
@@ -29,8 +31,18 @@ from django.contrib.auth.models import AbstractUser
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from billing.models import Tariff, Tenant
+from billing import services as billing_services
+from billing.models import (
+    AllocationRule,
+    BillingPeriod,
+    Charge,
+    Lease,
+    MeterShare,
+    Tariff,
+    Tenant,
+)
 from metering import domain, services
+from metering.errors import Overlap
 from metering.models import (
     Account,
     Estate,
@@ -73,6 +85,8 @@ class Demo:
     tariffs: dict[str, Tariff] = field(default_factory=dict)  # by the keys of TARIFFS
     tenants: dict[str, Tenant] = field(default_factory=dict)  # by external reference
     meters: dict[str, Meter] = field(default_factory=dict)  # by serial number
+    leases: dict[str, Lease] = field(default_factory=dict)  # by reference
+    periods: list[BillingPeriod] = field(default_factory=list)
     user: AbstractUser | None = None
     api_key: str = ""
 
@@ -267,6 +281,21 @@ TENANTS: list[tuple[str, str, str, str]] = [
     ("T-0006", "Atelier Nomade SAS", "bonjour@atelier-nomade.example", "+33 1 99 00 10 06"),
     ("T-0007", "Inès Moreau", "ines.moreau@example.com", "+33 6 39 98 00 07"),
     ("T-0008", "Thomas Girard", "thomas.girard@example.com", "+33 6 39 98 00 08"),
+    ("T-0009", "Léa Dubois", "lea.dubois@example.com", "+33 6 39 98 00 09"),
+    ("T-0010", "Hugo Laurent", "hugo.laurent@example.com", "+33 6 39 98 00 10"),
+    ("T-0011", "Chloé Simon", "chloe.simon@example.com", "+33 6 39 98 00 11"),
+    ("T-0012", "Lucas Michel", "lucas.michel@example.com", "+33 6 39 98 00 12"),
+    ("T-0013", "Manon Garcia", "manon.garcia@example.com", "+33 6 39 98 00 13"),
+    ("T-0014", "Antoine Fournier", "antoine.fournier@example.com", "+33 6 39 98 00 14"),
+    ("T-0015", "Emma Mercier", "emma.mercier@example.com", "+33 6 39 98 00 15"),
+    ("T-0016", "Paul Blanc", "paul.blanc@example.com", "+33 6 39 98 00 16"),
+    ("T-0017", "Lyon Parc Auto SAS", "exploitation@lyonparcauto.example", "+33 4 65 71 00 17"),
+    ("T-0018", "Sarah Faure", "sarah.faure@example.com", "+33 6 39 98 00 18"),
+    ("T-0019", "Maxime André", "maxime.andre@example.com", "+33 6 39 98 00 19"),
+    ("T-0020", "Louise Lambert", "louise.lambert@example.com", "+33 6 39 98 00 20"),
+    ("T-0021", "Gabriel Bonnet", "gabriel.bonnet@example.com", "+33 6 39 98 00 21"),
+    ("T-0022", "Zoé Fontaine", "zoe.fontaine@example.com", "+33 6 39 98 00 22"),
+    ("T-0023", "Jade Rousseau", "jade.rousseau@example.com", "+33 6 39 98 00 23"),
 ]
 
 
@@ -381,7 +410,9 @@ def _lyon_meters() -> list[MeterSpec]:
             service_place=True,
             values={
                 "is_main_meter": True,
-                "billing_type": "COLLECTIVE",
+                # The boiler's gas is the landlord's supply cost, recovered through the heat
+                # and hot water meters' tariffs: billing it too would bill the heat twice.
+                "billing_type": "INCLUDED",
                 "billing_direction": "ACCPAY",
                 "manufacturer": "Itron",
                 "model_reference": "Gallus G25",
@@ -559,7 +590,9 @@ def _paris_meters() -> list[MeterSpec]:
             service_place=True,
             values={
                 "is_main_meter": True,
-                "billing_type": "COLLECTIVE",
+                # The boiler's gas is the landlord's supply cost, recovered through the heat
+                # and hot water meters' tariffs: billing it too would bill the heat twice.
+                "billing_type": "INCLUDED",
                 "billing_direction": "ACCPAY",
                 "manufacturer": "Itron",
                 "model_reference": "Gallus G16",
@@ -1363,6 +1396,177 @@ def build_utility_bills(demo: Demo, *, today: dt.date | None = None) -> None:
             )
 
 
+# --- leases, meter shares, allocation rules and billing periods ------------------------------
+#
+# The leases are dated around "today", like the readings: the lots emptied by ``VACANCIES``
+# change tenant around their empty weeks; in the quarter left as a draft one flat changes tenant
+# from one day to the next and another is given back and stays empty for weeks; in the closed
+# quarter the furnished studio is empty between two tenants. So both periods are split at lease
+# changes and have vacancy lines (the owner's share). The periods are the last two whole
+# quarters before today's: the older one computed and closed (forced, with its issues if it
+# has any), the newer one computed and left as a draft.
+
+
+@dataclass(frozen=True)
+class LeaseSpec:
+    """A lease of lot ``lot`` of ``place`` to the tenant with external reference ``tenant``."""
+
+    place: str
+    lot: str
+    tenant: str
+    start_date: dt.date
+    end_date: dt.date | None = None
+
+    @property
+    def reference(self) -> str:
+        return f"{self.place}-{self.lot}-{self.start_date:%Y%m%d}"
+
+
+def billing_quarters(today: dt.date) -> tuple[tuple[dt.date, dt.date], tuple[dt.date, dt.date]]:
+    """The first and last days of the quarter to close and of the quarter left as a draft: the
+    two whole quarters before the one of ``today``."""
+    current = dt.date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    draft_start, closed_start = _month_start(current, 3), _month_start(current, 6)
+    one_day = dt.timedelta(days=1)
+    return (closed_start, draft_start - one_day), (draft_start, current - one_day)
+
+
+def lease_plan(*, today: dt.date) -> list[LeaseSpec]:
+    """Every demo lease; a pure function of ``today`` (see above)."""
+    (closed_start, _), (draft_start, draft_end) = billing_quarters(today)
+
+    def days(n: int) -> dt.timedelta:
+        return dt.timedelta(days=n)
+
+    def vacancy(place: str, lot: str) -> tuple[dt.date, dt.date]:
+        """The last day of the old lease and the first of the new one around a vacancy."""
+        (empty,) = [v for v in VACANCIES if (v.place, v.lot) == (place, lot)]
+        first = today - days(empty.days_before)
+        return first - days(1), first + days(empty.days)
+
+    a03_left, a03_let = vacancy(LYON, "A03")
+    a21_left, a21_let = vacancy(PARIS, "A21")
+    a07_change = draft_start + days(40)  # a new tenant the day after the old one left
+    a10_left = draft_start + days(60)  # given back; let again in the following quarter
+    a31_left, a31_let = closed_start + days(9), closed_start + days(30)
+    return [
+        LeaseSpec(LYON, "A01", "T-0001", dt.date(2019, 9, 1)),
+        LeaseSpec(LYON, "A02", "T-0002", dt.date(2021, 3, 15)),
+        LeaseSpec(LYON, "A03", "T-0003", dt.date(2018, 7, 1), a03_left),
+        LeaseSpec(LYON, "A03", "T-0009", a03_let),
+        LeaseSpec(LYON, "A04", "T-0004", dt.date(2017, 1, 15)),
+        LeaseSpec(LYON, "A05", "T-0010", dt.date(2022, 5, 1)),
+        LeaseSpec(LYON, "A06", "T-0011", dt.date(2020, 2, 1)),
+        LeaseSpec(LYON, "A07", "T-0012", dt.date(2019, 11, 1), a07_change - days(1)),
+        LeaseSpec(LYON, "A07", "T-0013", a07_change),
+        LeaseSpec(LYON, "A08", "T-0014", dt.date(2023, 9, 1)),
+        LeaseSpec(LYON, "A09", "T-0015", dt.date(2016, 4, 1)),
+        LeaseSpec(LYON, "A10", "T-0016", dt.date(2021, 10, 1), a10_left),
+        LeaseSpec(LYON, "A10", "T-0022", draft_end + days(46)),
+        LeaseSpec(LYON, "P01", "T-0017", dt.date(2018, 1, 1)),
+        LeaseSpec(PARIS, "C01", "T-0005", dt.date(2012, 4, 1)),
+        LeaseSpec(PARIS, "C02", "T-0006", dt.date(2021, 6, 1)),
+        LeaseSpec(PARIS, "A11", "T-0007", dt.date(2020, 9, 1)),
+        LeaseSpec(PARIS, "A12", "T-0008", dt.date(2022, 1, 15)),
+        LeaseSpec(PARIS, "A21", "T-0018", dt.date(2019, 5, 1), a21_left),
+        LeaseSpec(PARIS, "A21", "T-0019", a21_let),
+        LeaseSpec(PARIS, "A22", "T-0020", dt.date(2023, 3, 1)),
+        LeaseSpec(PARIS, "A31", "T-0023", _month_start(closed_start, 20), a31_left),
+        LeaseSpec(PARIS, "A31", "T-0021", a31_let),
+    ]
+
+
+# The shops' cold water meter: the bakery uses most of it.
+METER_SHARES: dict[str, dict[str, Decimal]] = {
+    "PAR-CW-SHOPS": {"C01": Decimal(85), "C02": Decimal(15)},
+}
+
+# (basis, consumption part %) of each COLLECTIVE meter. Heating: 70 % by the flats' heat
+# meters, 30 % by surface; the water mains: 100 % by the flats' sub-meters, which are then
+# allocation devices (they give no lines of their own; the shops' shared sub-meter counts for
+# the shops by its ratios); the common parts' electricity: by shares. The boilers' gas is
+# INCLUDED (see the meters).
+ALLOCATION_RULES: dict[str, tuple[str, Decimal]] = {
+    "LYO-W-MAIN": ("SHARES", Decimal(100)),
+    "LYO-HW-MAIN": ("SHARES", Decimal(100)),
+    "LYO-HEAT-MAIN": ("SURFACE", Decimal(70)),
+    "LYO-ELEC-COM": ("SHARES", Decimal(0)),
+    "PAR-W-MAIN": ("SHARES", Decimal(100)),
+    "PAR-HEAT-MAIN": ("SURFACE", Decimal(70)),
+    "PAR-ELEC-COM": ("SHARES", Decimal(0)),
+}
+PERIODS_ACTOR = "system:load_demo"
+
+
+def quarter_name(start: dt.date, place: Place) -> str:
+    return f"Q{(start.month - 1) // 3 + 1} {start.year} – {place.name}"
+
+
+def build_leases(demo: Demo, *, today: dt.date) -> None:
+    for spec in lease_plan(today=today):
+        values = {
+            "tenant": demo.tenants[spec.tenant],
+            "estate": demo.estates[spec.place, spec.lot],
+            "reference": spec.reference,
+            "start_date": spec.start_date,
+            "end_date": spec.end_date,
+        }
+        try:
+            lease = billing_services.create_object(model=Lease, account=demo.account, values=values)
+        except Overlap as exc:
+            raise DemoError(f"Lease {spec.reference} is refused: {exc.detail}") from None
+        demo.leases[spec.reference] = lease
+
+
+def build_meter_shares(demo: Demo) -> None:
+    for serial_number, ratios in METER_SHARES.items():
+        meter = demo.meters[serial_number]
+        for lot, ratio in ratios.items():
+            values = {"meter": meter, "estate": demo.estates[meter.place.code, lot], "ratio": ratio}
+            billing_services.create_object(model=MeterShare, account=demo.account, values=values)
+
+
+def build_allocation_rules(demo: Demo) -> None:
+    collective = {
+        s.serial_number for s in meter_specs() if s.values["billing_type"] == "COLLECTIVE"
+    }
+    if collective != set(ALLOCATION_RULES):
+        raise DemoError(
+            "Every COLLECTIVE meter of the demo needs an allocation rule, and only those: "
+            f"{sorted(collective ^ set(ALLOCATION_RULES))}."
+        )
+    for serial_number, (basis, part) in ALLOCATION_RULES.items():
+        values = {
+            "meter": demo.meters[serial_number],
+            "basis": basis,
+            "consumption_part_percent": part,
+        }
+        billing_services.create_object(model=AllocationRule, account=demo.account, values=values)
+
+
+def build_billing_periods(demo: Demo, *, today: dt.date) -> None:
+    """For each place, the older quarter computed then closed (forced when it has issues) and
+    the newer one computed, left as a draft."""
+    closed, draft = billing_quarters(today)
+    for place in demo.places.values():
+        for (start, end), close in ((closed, True), (draft, False)):
+            period = billing_services.create_period(
+                account=demo.account,
+                values={
+                    "place": place,
+                    "name": quarter_name(start, place),
+                    "start_date": start,
+                    "end_date": end,
+                },
+            )
+            period = billing_services.compute_period(period=period)
+            if close:
+                period = billing_services.close_period(
+                    period=period, force=bool(period.issues), closed_by=PERIODS_ACTOR
+                )
+            demo.periods.append(period)
+
+
 def reusable_demo_user() -> AbstractUser | None:
     """The existing ``demo`` user, if the demo may take it over (None when there is none).
 
@@ -1427,6 +1631,8 @@ def build_demo(*, password: str, today: dt.date | None = None) -> Demo:
     account = services.create_account(
         name=DEMO_ACCOUNT_NAME, slug=DEMO_SLUG, currency="EUR", timezone="Europe/Paris"
     )
+    if today is None:
+        today = account.today()
     demo = Demo(account=account)
     build_places(demo)
     build_estates(demo)
@@ -1437,6 +1643,10 @@ def build_demo(*, password: str, today: dt.date | None = None) -> Demo:
     build_meters(demo)
     build_readings(demo, today=today)
     build_utility_bills(demo, today=today)
+    build_leases(demo, today=today)
+    build_meter_shares(demo)
+    build_allocation_rules(demo)
+    build_billing_periods(demo, today=today)
     build_staff_login(demo, password=password)
     build_api_key(demo)
     return demo
@@ -1445,6 +1655,7 @@ def build_demo(*, password: str, today: dt.date | None = None) -> Demo:
 def summary(account: Account) -> dict[str, int]:
     """Counts of what the account holds, read back from the database."""
     meters = Meter.objects.for_account(account)
+    charges = Charge.objects.for_account(account)
     return {
         "places": Place.objects.for_account(account).count(),
         "estates": Estate.objects.for_account(account).count(),
@@ -1470,4 +1681,19 @@ def summary(account: Account) -> dict[str, int]:
         .filter(initial_value__isnull=False)
         .count(),
         "billed meters": meters.filter(period_readings__isnull=False).distinct().count(),
+        "leases": Lease.objects.for_account(account).count(),
+        "meter shares": MeterShare.objects.for_account(account).count(),
+        "allocation rules": AllocationRule.objects.for_account(account).count(),
+        **{
+            f"{key} periods": value
+            for key, value in BillingPeriod.objects.for_account(account)
+            .aggregate(
+                billing=Count("pk"),
+                closed=Count("pk", filter=Q(status=BillingPeriod.CLOSED)),
+                draft=Count("pk", filter=Q(status=BillingPeriod.DRAFT)),
+            )
+            .items()
+        },
+        "charges": charges.count(),
+        "vacancy charges": charges.filter(is_vacancy=True).count(),
     }

@@ -63,6 +63,7 @@ _UNIQUE_MESSAGES = {
     "meter_unique_serial": "A meter with this serial number exists in the account.",
     "register_unique_code": "A register with this code exists on the meter.",
     "service_place_unique_delivery_point": "A service place with this delivery point exists.",
+    "meter_share_unique_estate": "The estate already has a share of this meter: change it.",
 }
 
 

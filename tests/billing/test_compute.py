@@ -610,3 +610,44 @@ def test_compute_runs_the_same_number_of_queries_for_1_and_10_meters(account, pl
     many = queries()
     assert Charge.objects.filter(billing_period=period).count() == 10
     assert many == few
+
+
+def test_a_shared_allocation_device_counts_for_its_estates_by_ratio(account, place):
+    """A water bill of 200.00 split 100 % by the sub-meters: a shared sub-meter measured 40 m³
+    for E1 and E2 (ratios 1 and 3: 10 and 30), E3's own sub-meter 60 m³. E1: 200 × 10/100 =
+    20.00, E2: 60.00, E3: 120.00; neither sub-meter gives a line of its own."""
+    main = MeterFactory(
+        account=account,
+        place=place,
+        meter_type="WATER_COLD",
+        billing_type="COLLECTIVE",
+        billing_direction="ACCPAY",
+    )
+    AllocationRuleFactory(meter=main, basis="EQUAL", consumption_part_percent=100)
+    e1, e2, e3 = (EstateFactory(place=place, code=code) for code in ("E1", "E2", "E3"))
+    leases = [LeaseFactory(estate=estate) for estate in (e1, e2, e3)]
+    shops = MeterFactory(
+        account=account,
+        place=place,
+        meter_type="WATER_COLD",
+        billing_type="SHARED",
+        parent_meter=main,
+    )
+    MeterShareFactory(meter=shops, estate=e1, ratio=1)
+    MeterShareFactory(meter=shops, estate=e2, ratio=3)
+    flat = MeterFactory(account=account, estate=e3, meter_type="WATER_COLD", parent_meter=main)
+    read(shops, ("2024-03-01", 0), ("2024-04-01", 40))
+    read(flat, ("2024-03-01", 0), ("2024-04-01", 60))
+    bill(main, "2024-03-01", "2024-03-31", 100, cost=200)
+    period = compute(
+        BillingPeriodFactory(
+            place=place, start_date=date("2024-03-01"), end_date=date("2024-03-31")
+        )
+    )
+    assert amounts(period) == [
+        (leases[0].pk, False, D("20.00")),
+        (leases[1].pk, False, D("60.00")),
+        (leases[2].pk, False, D("120.00")),
+    ]
+    assert {c.meter_id for c in lines(period)} == {main.pk}
+    assert period.issues == []

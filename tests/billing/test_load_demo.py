@@ -25,7 +25,15 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from billing import demo as demo_data
-from billing.models import Tariff, Tenant
+from billing.models import (
+    AllocationRule,
+    BillingPeriod,
+    Charge,
+    Lease,
+    MeterShare,
+    Tariff,
+    Tenant,
+)
 from metering import domain
 from metering.models import (
     Account,
@@ -267,7 +275,20 @@ class TestContent:
         assert {"HT", "NT"} <= slots
 
     def test_everything_belongs_to_the_demo_account(self, demo, account):
-        for model in (Place, Estate, ServicePlace, Gateway, Meter, Tariff, Tenant):
+        for model in (
+            Place,
+            Estate,
+            ServicePlace,
+            Gateway,
+            Meter,
+            Tariff,
+            Tenant,
+            Lease,
+            MeterShare,
+            AllocationRule,
+            BillingPeriod,
+            Charge,
+        ):
             assert not model.objects.exclude(account=demo).exists(), model
         meters = Meter.objects.filter(account=demo)
         for relation in ("place", "estate", "service_place", "gateway", "tariff", "parent_meter"):
@@ -331,6 +352,12 @@ class TestAccess:
         assert (
             f"{bills.count()} utility bills (period readings) on {billed} supplied meters" in text
         )
+        assert f"{Lease.objects.filter(account=demo).count()} leases, 2 meter shares" in text
+        charges = Charge.objects.filter(account=demo)
+        assert (
+            f"4 billing periods (2 closed, 2 draft) with {charges.count()} charges "
+            f"({charges.filter(is_vacancy=True).count()} for vacant lots)"
+        ) in text
 
 
 class TestReadings:
@@ -625,3 +652,130 @@ class TestUtilityBills:
         day = dt.date(2026, 3, 9)
         assert demo_data.bill_plan(today=day) == demo_data.bill_plan(today=day)
         assert len(demo_data.bill_plan(today=dt.date(2026, 3, 1))["PAR-W-MAIN"]) == 24
+
+
+class TestBilling:
+    """Leases, meter shares, allocation rules and the billing periods (CONTRACT §5)."""
+
+    def test_leases_follow_the_plan_and_never_overlap(self, demo):
+        today = demo.today()
+        plan = demo_data.lease_plan(today=today)
+        leases = Lease.objects.filter(account=demo).select_related("estate__place", "tenant")
+        assert {
+            (
+                lease.estate.place.code,
+                lease.estate.code,
+                lease.tenant.external_reference,
+                lease.start_date,
+                lease.end_date,
+            )
+            for lease in leases
+        } == {(s.place, s.lot, s.tenant, s.start_date, s.end_date) for s in plan}
+        by_estate = defaultdict(list)
+        for lease in leases:
+            by_estate[lease.estate_id].append(lease)
+        for estate_leases in by_estate.values():
+            estate_leases.sort(key=lambda lease: lease.start_date)
+            for before, after in itertools.pairwise(estate_leases):
+                assert before.end_date is not None and before.end_date < after.start_date
+        # Every lot but the common areas is let, and most are let today.
+        lots = Estate.objects.filter(account=demo).exclude(usage="COMMON")
+        assert set(lots.values_list("pk", flat=True)) == set(by_estate)
+        assert sum(lease.is_current(today) for lease in leases) >= 15
+
+    def test_the_vacancies_of_the_readings_are_between_two_leases(self, demo):
+        for vacancy in demo_data.VACANCIES:
+            first = demo.today() - dt.timedelta(days=vacancy.days_before)
+            last = first + dt.timedelta(days=vacancy.days - 1)
+            leases = Lease.objects.filter(
+                estate__place__code=vacancy.place, estate__code=vacancy.lot
+            )
+            assert not leases.filter(start_date__lte=last, end_date__gte=first).exists()
+            assert not leases.filter(start_date__lte=last, end_date__isnull=True).exists()
+            assert leases.filter(end_date=first - dt.timedelta(days=1)).exists()
+            assert leases.filter(start_date=last + dt.timedelta(days=1)).exists()
+
+    def test_shares_and_allocation_rules(self, demo):
+        shares = MeterShare.objects.filter(account=demo).select_related("meter", "estate")
+        assert {(s.meter.serial_number, s.estate.code, s.ratio) for s in shares} == {
+            ("PAR-CW-SHOPS", "C01", 85),
+            ("PAR-CW-SHOPS", "C02", 15),
+        }
+        collective = Meter.objects.filter(account=demo, billing_type="COLLECTIVE")
+        rules = AllocationRule.objects.filter(account=demo).select_related("meter")
+        assert {rule.meter for rule in rules} == set(collective)
+        heating = rules.get(meter__serial_number="LYO-HEAT-MAIN")
+        assert (heating.basis, heating.consumption_part_percent) == ("SURFACE", 70)
+
+    def test_a_closed_and_a_draft_quarter_per_place_with_charges(self, demo):
+        (closed_start, closed_end), (draft_start, draft_end) = demo_data.billing_quarters(
+            demo.today()
+        )
+        assert closed_end + dt.timedelta(days=1) == draft_start
+        assert draft_end < demo.today()
+        for place in Place.objects.filter(account=demo):
+            closed, draft = BillingPeriod.objects.filter(place=place).order_by("start_date")
+            assert (closed.status, closed.start_date, closed.end_date) == (
+                "CLOSED",
+                closed_start,
+                closed_end,
+            )
+            assert closed.closed_by == "system:load_demo" and closed.closed_at is not None
+            assert (draft.status, draft.start_date, draft.end_date) == (
+                "DRAFT",
+                draft_start,
+                draft_end,
+            )
+            for period in (closed, draft):
+                assert period.computed_at is not None
+                assert period.currency == "EUR"
+                charges = Charge.objects.filter(billing_period=period)
+                assert charges.count() >= 20, period
+                total = charges.aggregate(total=Sum("total_amount"))["total"]
+                assert period.total_amount == total > 0
+        # Closing locked the readings the closed periods used.
+        assert Register.objects.filter(meter__account=demo, locked_until__isnull=False).exists()
+
+    def test_the_draft_is_split_at_the_lease_change(self, demo):
+        draft = BillingPeriod.objects.get(account=demo, place__code=demo_data.LYON, status="DRAFT")
+        heating = Charge.objects.filter(
+            billing_period=draft, meter__serial_number="LYO-HEAT-MAIN"
+        ).select_related("lease__tenant", "estate")
+        a07 = sorted(
+            (c.start_date, c.end_date, c.lease.tenant.external_reference)
+            for c in heating
+            if c.estate.code == "A07"
+        )
+        change = draft.start_date + dt.timedelta(days=40)
+        assert a07 == [
+            (draft.start_date, change - dt.timedelta(days=1), "T-0012"),
+            (change, draft.end_date, "T-0013"),
+        ]
+        # A10 is given back during the quarter: the rest of it is the owner's (vacancy).
+        (vacancy,) = [c for c in heating if c.estate.code == "A10" and c.is_vacancy]
+        assert (vacancy.start_date, vacancy.end_date, vacancy.lease) == (
+            draft.start_date + dt.timedelta(days=61),
+            draft.end_date,
+            None,
+        )
+
+    def test_allocation_devices_give_no_lines(self, demo):
+        devices = Meter.objects.filter(
+            account=demo,
+            parent_meter__serial_number__in=["LYO-W-MAIN", "LYO-HW-MAIN", "LYO-HEAT-MAIN"],
+        )
+        assert devices.count() == 30
+        assert not Charge.objects.filter(meter__in=devices).exists()
+        assert Charge.objects.filter(account=demo, meter__serial_number="LYO-EV-01").exists()
+
+    def test_the_admin_shows_the_periods_and_statements(self, lines, demo):
+        client = Client()
+        assert client.login(username="demo", password=PASSWORD)
+        period = BillingPeriod.objects.filter(account=demo, status="CLOSED").first()
+        page = client.get(f"/admin/billing/billingperiod/{period.pk}/change/")
+        assert page.status_code == 200
+        assert not page.context["has_change_permission"]
+        lease = Charge.objects.filter(billing_period=period, lease__isnull=False).first().lease
+        statement = client.get(f"/admin/billing/billingperiod/{period.pk}/statements/{lease.pk}/")
+        assert statement.status_code == 200
+        assert lease.tenant.name in statement.content.decode()

@@ -15,7 +15,16 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing import services as billing_services
-from billing.models import PortalKey, Tariff, Tenant
+from billing.models import (
+    AllocationRule,
+    BillingPeriod,
+    Charge,
+    Lease,
+    MeterShare,
+    PortalKey,
+    Tariff,
+    Tenant,
+)
 from metering import keys, services
 from metering.models import (
     Account,
@@ -30,10 +39,14 @@ from metering.models import (
 )
 from readings.models import PeriodReading, Reading
 from tests.factories import (
+    AllocationRuleFactory,
+    BillingPeriodFactory,
     EstateFactory,
     GatewayFactory,
+    LeaseFactory,
     MembershipFactory,
     MeterFactory,
+    MeterShareFactory,
     PlaceFactory,
     ServicePlaceFactory,
     TariffFactory,
@@ -54,8 +67,9 @@ DEFAULT_METER_FIELDS = {
 }
 
 # Every model has an add page (index and period readings through their services' own admin
-# forms), but only superusers add accounts.
-NOT_ADDABLE: set[type] = set()
+# forms) except charges, which only computing a billing period writes; only superusers add
+# accounts.
+NOT_ADDABLE: set[type] = {Charge}
 NOT_ADDABLE_BY_MEMBERS = NOT_ADDABLE | {Account}
 
 
@@ -547,12 +561,32 @@ def one_of_each(account) -> dict[type, Any]:
     api_key, _ = services.create_api_key(account=account, name="k", scopes=["meters:read"])
     portal_key, _ = billing_services.create_portal_key(tenant=tenant, name="p")
     now = timezone.now()
+    estate = EstateFactory(place=place)
+    lease = LeaseFactory(estate=estate, tenant=tenant)
+    period = BillingPeriodFactory(place=place)
+    shared = MeterFactory(account=account, place=place, billing_type="SHARED")
+    collective = MeterFactory(account=account, place=place, billing_type="COLLECTIVE")
     return {
         Account: account,
         Membership: MembershipFactory(account=account, role="VIEWER"),
         ApiKey: api_key,
         Place: place,
-        Estate: EstateFactory(place=place),
+        Estate: estate,
+        Lease: lease,
+        MeterShare: MeterShareFactory(meter=shared, estate=estate),
+        AllocationRule: AllocationRuleFactory(meter=collective),
+        BillingPeriod: period,
+        Charge: Charge.objects.create(
+            account=account,
+            billing_period=period,
+            lease=lease,
+            estate=estate,
+            meter=meter,
+            start_date=period.start_date,
+            end_date=period.end_date,
+            amount=Decimal("1.00"),
+            total_amount=Decimal("1.00"),
+        ),
         ServicePlace: ServicePlaceFactory(place=place),
         Gateway: GatewayFactory(account=account, place=place),
         Meter: meter,

@@ -23,7 +23,8 @@ class Command(BaseCommand):
     help = (
         f"Rebuild the demo account (slug {demo_data.DEMO_SLUG!r}): two buildings with their "
         "lots, supply points, gateways, meters and registers, two years of readings and of "
-        "utility bills up to today, tariffs and tenants, a staff "
+        "utility bills up to today, tariffs, tenants and their leases, meter shares, "
+        "allocation rules, a closed and a draft billing period per building, a staff "
         f"login {demo_data.DEMO_USERNAME!r} and an API key with every scope. Any existing "
         f"account with slug {demo_data.DEMO_SLUG!r} is deleted first, with all its data."
     )
@@ -83,6 +84,15 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  {counts['period readings']} utility bills (period readings) on "
             f"{counts['billed meters']} supplied meters"
+        )
+        self.stdout.write(
+            f"  {counts['leases']} leases, {counts['meter shares']} meter shares, "
+            f"{counts['allocation rules']} allocation rules"
+        )
+        self.stdout.write(
+            f"  {counts['billing periods']} billing periods ({counts['closed periods']} closed, "
+            f"{counts['draft periods']} draft) with {counts['charges']} charges "
+            f"({counts['vacancy charges']} for vacant lots)"
         )
         self.stdout.write(
             f"  {counts['device replacements']} device replacement (the meter's devices: "

@@ -10,6 +10,16 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from billing import services as billing_services
+from billing.models import (
+    AllocationRule,
+    BillingPeriod,
+    Charge,
+    Lease,
+    MeterShare,
+    PortalKey,
+    Tariff,
+    Tenant,
+)
 from metering import domain, keys, services
 from metering.models import ApiKey, Estate, Gateway, Meter, Place, Register, ServicePlace
 from readings import periods
@@ -17,10 +27,14 @@ from readings import services as services_readings
 from readings.models import PeriodReading, Reading
 from tests.api_routes import Route, api_routes
 from tests.factories import (
+    AllocationRuleFactory,
+    BillingPeriodFactory,
     EstateFactory,
     GatewayFactory,
+    LeaseFactory,
     MembershipFactory,
     MeterFactory,
+    MeterShareFactory,
     PlaceFactory,
     RegisterFactory,
     ServicePlaceFactory,
@@ -63,7 +77,32 @@ def world(account):
         ],
         actor=services_readings.Actor("test"),
     ).accepted[0]
+    tenant = TenantFactory(account=account)
+    lease = LeaseFactory(estate=estate, tenant=tenant, start_date=dt.date(2024, 1, 1))
+    billing_period = BillingPeriodFactory(place=place)
+    charge = Charge.objects.create(
+        account=account,
+        billing_period=billing_period,
+        lease=lease,
+        estate=estate,
+        meter=meter,
+        start_date=billing_period.start_date,
+        end_date=billing_period.end_date,
+        amount=Decimal("10.00"),
+        total_amount=Decimal("10.00"),
+    )
     return {
+        "tenant": tenant,
+        "lease": lease,
+        "meter_share": MeterShareFactory(
+            meter=MeterFactory(account=account, place=place, billing_type="SHARED"), estate=estate
+        ),
+        "tariff": tariff,
+        "allocation_rule": AllocationRuleFactory(
+            meter=MeterFactory(account=account, place=place, billing_type="COLLECTIVE")
+        ),
+        "billing_period": billing_period,
+        "charge": charge,
         "reading": reading,
         "period_reading": period_reading,
         "place": place,
@@ -88,6 +127,13 @@ def fill(route: Route, world: dict) -> str:
         Register: world["register"],
         Reading: world["reading"],
         PeriodReading: world["period_reading"],
+        Tenant: world["tenant"],
+        Lease: world["lease"],
+        MeterShare: world["meter_share"],
+        Tariff: world["tariff"],
+        AllocationRule: world["allocation_rule"],
+        BillingPeriod: world["billing_period"],
+        Charge: world["charge"],
     }
     values = {}
     for param in route.params:
@@ -104,7 +150,22 @@ def fill(route: Route, world: dict) -> str:
 def snapshot(account) -> dict:
     """Every stored row of the account, to prove a request changed nothing."""
     rows = {}
-    for model in (Place, Estate, ServicePlace, Gateway, Meter, ApiKey):
+    for model in (
+        Place,
+        Estate,
+        ServicePlace,
+        Gateway,
+        Meter,
+        ApiKey,
+        Tenant,
+        PortalKey,
+        Lease,
+        MeterShare,
+        Tariff,
+        AllocationRule,
+        BillingPeriod,
+        Charge,
+    ):
         rows[model.__name__] = list(model.objects.filter(account=account).order_by("pk").values())
     rows["Register"] = list(Register.objects.filter(meter__account=account).order_by("pk").values())
     rows["PeriodReading"] = list(
@@ -371,7 +432,7 @@ class TestSessions:
         client = APIClient()
         client.force_login(membership.user)
         body = client.get("/api/v1/meters/").json()
-        assert body["meta"]["total"] == 2
+        assert body["meta"]["total"] == Meter.objects.filter(account=account).count() == 4
 
     def test_member_of_several_accounts_must_say_which(self, account, other_account, world):
         membership = MembershipFactory(account=account, role="MANAGER")
@@ -381,7 +442,8 @@ class TestSessions:
         response = client.get("/api/v1/meters/")
         assert response.status_code == 400
         assert "account_id" in response.json()["error"]["details"]
-        assert client.get(f"/api/v1/meters/?account_id={account.pk}").json()["meta"]["total"] == 2
+        own = client.get(f"/api/v1/meters/?account_id={account.pk}").json()["meta"]["total"]
+        assert own == Meter.objects.filter(account=account).count() == 4
         other = client.get(f"/api/v1/meters/?account_id={other_account.pk}").json()
         assert other["meta"]["total"] == 0
 

@@ -10,16 +10,23 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from billing.models import Charge
 from readings import periods
 from readings import services as readings_services
 from tests.api_routes import api_routes
 from tests.factories import (
+    AllocationRuleFactory,
+    BillingPeriodFactory,
     EstateFactory,
     GatewayFactory,
+    LeaseFactory,
     MeterFactory,
+    MeterShareFactory,
     PlaceFactory,
     RegisterFactory,
     ServicePlaceFactory,
+    TariffFactory,
+    TenantFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -76,6 +83,58 @@ def _period_readings(ctx, n):
     assert not result.errors
 
 
+def _leases(ctx, n):
+    """Leases of estates with meters of every billing kind, to show ``meters`` is loaded at once."""
+    account, place = ctx["account"], ctx["place"]
+    shared = MeterFactory(account=account, place=place, billing_type="SHARED")
+    MeterFactory(account=account, place=place, billing_type="COLLECTIVE")
+    for _ in range(n):
+        estate = EstateFactory(place=place)
+        MeterFactory(account=account, estate=estate)
+        MeterShareFactory(meter=shared, estate=estate)
+        LeaseFactory(estate=estate)
+
+
+def _meter_shares(ctx, n):
+    shared = MeterFactory(account=ctx["account"], place=ctx["place"], billing_type="SHARED")
+    for _ in range(n):
+        MeterShareFactory(meter=shared, estate=EstateFactory(place=ctx["place"]))
+
+
+def _tariffs(ctx, n):
+    # One slot each: tariffs of one type and slot may not overlap.
+    start = ctx["account"].tariffs.count()
+    for i in range(start, start + n):
+        TariffFactory(account=ctx["account"], tariff_slot=f"S{i}")
+
+
+def _allocation_rules(ctx, n):
+    for _ in range(n):
+        meter = MeterFactory(account=ctx["account"], place=ctx["place"], billing_type="COLLECTIVE")
+        AllocationRuleFactory(meter=meter)
+
+
+def _charges(ctx, n):
+    period, main = ctx["billing_period"], ctx["main"]
+    register = main.registers.get(is_default=True)
+    lease = LeaseFactory(estate=EstateFactory(place=ctx["place"]))
+    Charge.objects.bulk_create(
+        Charge(
+            account=ctx["account"],
+            billing_period=period,
+            lease=lease,
+            estate=lease.estate,
+            meter=main,
+            register=register,
+            start_date=period.start_date,
+            end_date=period.end_date,
+            amount=Decimal("1.00"),
+            total_amount=Decimal("1.20"),
+        )
+        for _ in range(n)
+    )
+
+
 # For each list route: how to create n objects that it lists, given a context of parents.
 POPULATE: dict[str, Callable[[dict, int], None]] = {
     "/api/v1/places/": lambda ctx, n: PlaceFactory.create_batch(n, account=ctx["account"]),
@@ -97,6 +156,15 @@ POPULATE: dict[str, Callable[[dict, int], None]] = {
     "/api/v1/meters/{meter_id}/period-readings/": _period_readings,
     "/api/v1/period-readings/": _period_readings,
     "/api/v1/meters/{meter_id}/devices/": _devices,
+    "/api/v1/tenants/": lambda ctx, n: TenantFactory.create_batch(n, account=ctx["account"]),
+    "/api/v1/leases/": _leases,
+    "/api/v1/meter-shares/": _meter_shares,
+    "/api/v1/tariffs/": _tariffs,
+    "/api/v1/allocation-rules/": _allocation_rules,
+    "/api/v1/billing-periods/": lambda ctx, n: BillingPeriodFactory.create_batch(
+        n, place=ctx["place"]
+    ),
+    "/api/v1/billing-periods/{billing_period_id}/charges/": _charges,
 }
 
 LIST_ROUTES = [route for route in api_routes() if route.is_list]
@@ -110,7 +178,14 @@ def _context(account) -> dict:
     place = PlaceFactory(account=account)
     estate = EstateFactory(place=place)
     main = MeterFactory(account=account, place=place, is_main_meter=True)
-    return {"account": account, "place": place, "estate": estate, "main": main}
+    billing_period = BillingPeriodFactory(place=place)
+    return {
+        "account": account,
+        "place": place,
+        "estate": estate,
+        "main": main,
+        "billing_period": billing_period,
+    }
 
 
 def _count(api, path: str) -> tuple[int, int]:
@@ -128,6 +203,7 @@ def test_same_number_of_queries_for_1_and_50_objects(template, account, api):
         meter_id=ctx["main"].pk,
         place_id=ctx["place"].pk,
         estate_id=ctx["estate"].pk,
+        billing_period_id=ctx["billing_period"].pk,
     )
     POPULATE[template](ctx, 1)
     api.get(path)  # warm per-process caches (content types, ...) before counting

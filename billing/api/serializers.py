@@ -1,0 +1,445 @@
+"""Serializers of the billing resources (CONTRACT §5): field validation only.
+
+The rules (overlaps, billing types, periods) live on the models and in ``billing.services``.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from billing import selectors
+from billing.models import (
+    AllocationRule,
+    BillingPeriod,
+    Charge,
+    Lease,
+    MeterShare,
+    PortalKey,
+    Tariff,
+    Tenant,
+)
+from metering.api.fields import AccountDateTimeField, AccountRelatedField
+from metering.api.viewsets import BaseModelSerializer
+from metering.models import Estate, Meter, Place
+
+TIMESTAMPS = ("id", "created_at", "updated_at")
+
+
+class TenantSerializer(BaseModelSerializer):
+    """An occupant billed through leases."""
+
+    class Meta:
+        model = Tenant
+        fields = (
+            "id",
+            "account_id",
+            "name",
+            "email",
+            "phone",
+            "external_reference",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = TIMESTAMPS
+
+
+class PortalKeySerializer(BaseModelSerializer):
+    """A tenant's new portal key; ``key`` is shown in this response only."""
+
+    account_id = serializers.UUIDField(
+        required=False, help_text="Optional on input: must be your key's account (403)."
+    )
+    tenant_id = serializers.IntegerField(read_only=True)
+    key = serializers.CharField(
+        read_only=True,
+        help_text="The key in clear: shown this once, never stored nor shown again.",
+    )
+    expires_at = AccountDateTimeField(
+        required=False, allow_null=True, help_text="Optional expiry, in the future."
+    )
+
+    class Meta:
+        model = PortalKey
+        fields = (
+            "id",
+            "account_id",
+            "tenant_id",
+            "name",
+            "key",
+            "prefix",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = (*TIMESTAMPS, "prefix", "revoked_at", "last_used_at")
+        extra_kwargs = {"name": {"help_text": "What the key is for, e.g. the tenant's app."}}
+
+    def validate_expires_at(self, value):
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("Must be in the future.")
+        return value
+
+
+class LeaseMeterSerializer(serializers.ModelSerializer):
+    """A meter a lease is billed for."""
+
+    class Meta:
+        model = Meter
+        fields = ("id", "serial_number", "name", "meter_type", "billing_type")
+        read_only_fields = fields
+
+
+class LeaseListSerializer(serializers.ListSerializer):
+    """Loads the meters of every lease of the page at once (``selectors.lease_meters``)."""
+
+    def to_representation(self, data):
+        leases = list(data.all() if hasattr(data, "all") else data)
+        self.meters_by_lease = selectors.lease_meters(leases=leases)
+        return super().to_representation(leases)
+
+
+class LeaseSerializer(BaseModelSerializer):
+    """A tenant's occupation of an estate from `start_date` to `end_date` (null: ongoing)."""
+
+    tenant_id = AccountRelatedField(source="tenant", queryset=Tenant.objects.all())
+    estate_id = AccountRelatedField(source="estate", queryset=Estate.objects.all())
+    is_current = serializers.SerializerMethodField(
+        help_text="start_date ≤ today ≤ end_date (or no end), today in the account's time zone."
+    )
+    meters = serializers.SerializerMethodField(
+        help_text=(
+            "The meters the lease is billed for: its estate's INDIVIDUAL (and INCLUDED) meters, "
+            "the SHARED meters with a share for its estate, the COLLECTIVE meters of its place."
+        )
+    )
+
+    class Meta:
+        model = Lease
+        list_serializer_class = LeaseListSerializer
+        fields = (
+            "id",
+            "account_id",
+            "tenant_id",
+            "estate_id",
+            "reference",
+            "start_date",
+            "end_date",
+            "is_current",
+            "meters",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = TIMESTAMPS
+        extra_kwargs = {"end_date": {"help_text": "Null: the lease is ongoing."}}
+
+    def get_is_current(self, lease: Lease) -> bool:
+        if not hasattr(self, "_today"):  # once per response, a list's child serializer included
+            account = self.context.get("account") or lease.account
+            self._today = account.today()
+        return lease.is_current(self._today)
+
+    @extend_schema_field(LeaseMeterSerializer(many=True))
+    def get_meters(self, lease: Lease) -> list[dict]:
+        loaded = getattr(self.parent, "meters_by_lease", None)
+        if loaded is None or lease.pk not in loaded:
+            loaded = selectors.lease_meters(leases=[lease])
+        return LeaseMeterSerializer(loaded[lease.pk], many=True).data
+
+
+class MeterShareSerializer(BaseModelSerializer):
+    """An estate's ratio of a SHARED meter: the meter's cost is split by the ratios."""
+
+    meter_id = AccountRelatedField(
+        source="meter", queryset=Meter.objects.all(), help_text="A SHARED meter."
+    )
+    estate_id = AccountRelatedField(
+        source="estate", queryset=Estate.objects.all(), help_text="An estate of the meter's place."
+    )
+
+    class Meta:
+        model = MeterShare
+        fields = ("id", "account_id", "meter_id", "estate_id", "ratio", "created_at", "updated_at")
+        read_only_fields = TIMESTAMPS
+        extra_kwargs = {
+            "ratio": {"help_text": "> 0: the meter's cost is split by the estates' ratios."}
+        }
+
+
+class TariffSerializer(BaseModelSerializer):
+    """A price per unit and per day for one meter type (and optionally one register slot)."""
+
+    class Meta:
+        model = Tariff
+        fields = (
+            "id",
+            "account_id",
+            "name",
+            "meter_type",
+            "unit_price",
+            "tariff_slot",
+            "standing_charge_per_day",
+            "vat_rate",
+            "currency",
+            "valid_from",
+            "valid_to",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = TIMESTAMPS
+        extra_kwargs = {
+            "unit_price": {"help_text": "Price of one unit of consumption (≥ 0)."},
+            "tariff_slot": {"help_text": "The registers' slot it prices; null: any register."},
+            "standing_charge_per_day": {"help_text": "Fixed price per day (≥ 0), default 0."},
+            "currency": {"required": False, "help_text": "ISO 4217; default the account's."},
+            "valid_to": {"help_text": "Last day of validity; null: open."},
+        }
+
+
+class AllocationRuleSerializer(BaseModelSerializer):
+    """How a COLLECTIVE meter's cost is split over its place's estates: `consumption_part_percent`
+    by the consumption of each estate's sub-meters of the meter, the rest by `basis`."""
+
+    meter_id = AccountRelatedField(
+        source="meter",
+        queryset=Meter.objects.all(),
+        help_text="A COLLECTIVE meter with a place; one rule per meter (409 otherwise).",
+    )
+
+    class Meta:
+        model = AllocationRule
+        fields = (
+            "id",
+            "account_id",
+            "meter_id",
+            "basis",
+            "consumption_part_percent",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = TIMESTAMPS
+
+
+class PeriodIssueSerializer(serializers.Serializer):
+    """A line the computation could not settle, such as a meter without readings around a date."""
+
+    code = serializers.CharField(help_text="What is missing, e.g. no readings on both sides.")
+    meter_id = serializers.IntegerField()
+    serial_number = serializers.CharField()
+    register_id = serializers.IntegerField(allow_null=True)
+    message = serializers.CharField()
+
+
+class BillingPeriodSerializer(BaseModelSerializer):
+    """The days `start_date`..`end_date` of a place to bill; DRAFT until closed."""
+
+    place_id = AccountRelatedField(source="place", queryset=Place.objects.all())
+    issues = PeriodIssueSerializer(
+        many=True,
+        read_only=True,
+        help_text="Lines the last computation could not settle; closing then needs force.",
+    )
+    days = serializers.IntegerField(read_only=True, help_text="end_date − start_date + 1.")
+
+    class Meta:
+        model = BillingPeriod
+        fields = (
+            "id",
+            "account_id",
+            "place_id",
+            "name",
+            "start_date",
+            "end_date",
+            "days",
+            "status",
+            "issues",
+            "total_amount",
+            "currency",
+            "computed_at",
+            "closed_at",
+            "closed_by",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = (
+            *TIMESTAMPS,
+            "status",
+            "total_amount",
+            "currency",
+            "computed_at",
+            "closed_at",
+            "closed_by",
+        )
+        extra_kwargs = {
+            "total_amount": {"help_text": "Sum of the charges' totals, VAT included."},
+        }
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON ``true`` or ``false``; anything else (``"yes"``, ``1``) is a 400."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class ClosePeriodSerializer(serializers.Serializer):
+    """Options of closing a period."""
+
+    force = StrictBooleanField(
+        default=False, help_text="Close even with unresolved issues (default false)."
+    )
+
+
+class ChargeSerializer(BaseModelSerializer):
+    """A line of a billing period: one meter (and register) for one lease or a vacancy."""
+
+    account_id = serializers.UUIDField(read_only=True)
+    billing_period_id = serializers.IntegerField(read_only=True)
+    lease_id = serializers.IntegerField(read_only=True, allow_null=True)
+    estate_id = serializers.IntegerField(read_only=True, allow_null=True)
+    meter_id = serializers.IntegerField(read_only=True)
+    register_id = serializers.IntegerField(read_only=True, allow_null=True)
+    tariff_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Charge
+        fields = (
+            "id",
+            "account_id",
+            "billing_period_id",
+            "lease_id",
+            "is_vacancy",
+            "estate_id",
+            "meter_id",
+            "register_id",
+            "tariff_id",
+            "start_date",
+            "end_date",
+            "index_start",
+            "index_end",
+            "consumption",
+            "unit",
+            "unit_price",
+            "share",
+            "basis",
+            "amount",
+            "vat_amount",
+            "total_amount",
+            "is_estimated",
+            "is_included",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+        extra_kwargs = {
+            "lease_id": {"help_text": "Null on vacancy lines."},
+            "share": {"help_text": "Fraction of the meter's cost."},
+            "basis": {"help_text": "How the share was made, e.g. shares 120/1000."},
+            "amount": {"help_text": "Net, standing charge included, to the cent."},
+        }
+
+
+# --- statements (documentation of ``billing.statements.statement_data``) ----------------------
+
+
+class StatementTenantSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    email = serializers.CharField()
+    external_reference = serializers.CharField()
+
+
+class StatementEstateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    code = serializers.CharField()
+    name = serializers.CharField()
+
+
+class StatementLeaseSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    reference = serializers.CharField()
+    start_date = serializers.DateField()
+    end_date = serializers.DateField(allow_null=True)
+    tenant = StatementTenantSerializer()
+    estate = StatementEstateSerializer()
+
+
+class StatementPlaceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    code = serializers.CharField()
+    name = serializers.CharField()
+    address_line1 = serializers.CharField()
+    address_line2 = serializers.CharField()
+    postal_code = serializers.CharField()
+    city = serializers.CharField()
+    country = serializers.CharField()
+
+
+class StatementAccountSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+
+
+class StatementPeriodSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    start_date = serializers.DateField()
+    end_date = serializers.DateField()
+    days = serializers.IntegerField()
+    status = serializers.CharField(help_text="DRAFT or CLOSED.")
+
+
+def _amount(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=16, decimal_places=2, **kwargs)
+
+
+def _quantity(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=38, decimal_places=18, allow_null=True, **kwargs)
+
+
+class StatementLineSerializer(serializers.Serializer):
+    """A charge line with what a reader needs: meter serial and name, register code, tariff."""
+
+    id = serializers.IntegerField(help_text="The charge's id.")
+    meter_id = serializers.IntegerField()
+    meter_serial_number = serializers.CharField()
+    meter_name = serializers.CharField()
+    meter_type = serializers.CharField()
+    register_id = serializers.IntegerField(allow_null=True)
+    register_code = serializers.CharField(allow_null=True)
+    tariff_id = serializers.IntegerField(allow_null=True)
+    tariff_name = serializers.CharField(allow_null=True)
+    start_date = serializers.DateField()
+    end_date = serializers.DateField()
+    index_start = _quantity()
+    index_end = _quantity()
+    consumption = _quantity()
+    unit = serializers.CharField()
+    unit_price = serializers.DecimalField(max_digits=14, decimal_places=6, allow_null=True)
+    share = serializers.DecimalField(max_digits=20, decimal_places=12)
+    basis = serializers.CharField()
+    amount = _amount(help_text="Net, standing charge included.")
+    vat_amount = _amount()
+    total_amount = _amount()
+    is_vacancy = serializers.BooleanField()
+    is_estimated = serializers.BooleanField()
+    is_included = serializers.BooleanField()
+
+
+class StatementSerializer(serializers.Serializer):
+    """What a lease owes for a billing period: its lines and their totals."""
+
+    account = StatementAccountSerializer()
+    place = StatementPlaceSerializer()
+    billing_period = StatementPeriodSerializer()
+    lease = StatementLeaseSerializer()
+    currency = serializers.CharField()
+    lines = StatementLineSerializer(many=True)
+    amount = _amount(help_text="Sum of the lines' net amounts.")
+    vat_amount = _amount()
+    total_amount = _amount(help_text="VAT included.")
