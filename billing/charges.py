@@ -81,6 +81,15 @@ def _ratio_text(value: Decimal | int | None) -> str:
     return format(Decimal(value).normalize(), "f")
 
 
+def converted(register: Register | None) -> str:
+    """What a line's basis adds when its register converts volume to energy."""
+    if register is None or register.conversion_factor == 1:
+        return ""
+    unit = register.unit or register.meter.unit
+    factor = _ratio_text(register.conversion_factor)
+    return f"; index in {unit}, × {factor} {_ENERGY_UNIT}/{unit}"
+
+
 # --- what a period needs, loaded ------------------------------------------------------------
 
 
@@ -495,10 +504,12 @@ class _Calculation:
                 unit = self.unit(meter, None)
                 mine = _ratio_text(_decimal(used.get(estate.pk, Decimal(0)), _MILLI))
                 total = _ratio_text(_decimal(total_used, _MILLI))
-                text = (
-                    f"{_ratio_text(part)} % by consumption {mine}/{total} {unit}"
-                    f" + {_ratio_text(100 - part)} % by {text}"
-                )
+                by_consumption = f"by consumption {mine}/{total} {unit}"
+                if part == 100:
+                    text = by_consumption
+                else:
+                    rest = _ratio_text(100 - part)
+                    text = f"{_ratio_text(part)} % {by_consumption} + {rest} % by {text}"
             texts[estate.pk] = text
         return shares, texts
 
@@ -567,7 +578,7 @@ class _Calculation:
                             self.unit(meter, register),
                             Fraction(price.net),
                             Fraction(price.vat),
-                            "individual" if lease else "vacancy",
+                            ("individual" if lease else "vacancy") + converted(register),
                         )
                     )
                     continue
@@ -609,6 +620,7 @@ class _Calculation:
             basis = texts[allocation.estate_id]
             if allocation.days != allocation.period_days:
                 basis += f" × {allocation.days}/{allocation.period_days} days"
+            basis += converted(register)
             lines.append(
                 _Line(
                     meter,

@@ -650,4 +650,30 @@ def test_a_shared_allocation_device_counts_for_its_estates_by_ratio(account, pla
         (leases[2].pk, False, D("120.00")),
     ]
     assert {c.meter_id for c in lines(period)} == {main.pk}
+    assert lines(period)[0].basis == "utility bills, by consumption 10/100 m3"
     assert period.issues == []
+
+
+def test_a_register_converting_volume_to_energy_bills_kwh(account, place):
+    """A gas meter read in m³ whose register converts at 11.2 kWh/m³: 10 m³ is 112 kWh, at
+    0.10 €/kWh 11.20. The indexes stay in m³; the basis says so."""
+    estate = EstateFactory(place=place)
+    LeaseFactory(estate=estate)
+    TariffFactory(account=account, meter_type="GAS", unit_price=D("0.10"))
+    gas = MeterFactory(account=account, place=place, estate=estate, meter_type="GAS")
+    Register.objects.filter(meter=gas).update(conversion_factor=D("11.2"))
+    read(gas, ("2024-03-01", 100), ("2024-04-01", 110))
+    period = compute(
+        BillingPeriodFactory(
+            place=place, start_date=date("2024-03-01"), end_date=date("2024-03-31")
+        )
+    )
+    (line,) = lines(period)
+    assert (line.index_start, line.index_end, line.consumption, line.unit, line.amount) == (
+        D(100),
+        D(110),
+        D(112),
+        "kWh",
+        D("11.20"),
+    )
+    assert line.basis == "individual; index in m3, × 11.2 kWh/m3"
