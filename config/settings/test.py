@@ -1,5 +1,7 @@
 """The test suite: PostgreSQL, as in production."""
 
+import tempfile
+
 from .base import *  # noqa: F403
 from .base import REST_FRAMEWORK, database, env
 
@@ -11,6 +13,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Uploaded photos go to a directory of this run, never into the checkout.
+MEDIA_ROOT = tempfile.mkdtemp(prefix="metering-test-media-")
 # Tests that exercise rate limiting set their own rates; the others must never hit one.
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,
