@@ -41,9 +41,15 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the probes answer whatever the Host header and scheme (no ALLOWED_HOSTS check, no
+    # HTTPS redirect, no session).
+    "metering.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Oversized API bodies are refused before anything reads them.
+    "metering.api.middleware.ApiRequestSizeLimitMiddleware",
     "metering.api.middleware.ApiTrailingSlashMiddleware",
+    "metering.api.middleware.ApiNoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -121,6 +127,18 @@ MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "media"))
 MEDIA_URL = "/media/"
 PORTAL_PHOTO_MAX_BYTES = env.int("PORTAL_PHOTO_MAX_BYTES", default=10 * 1024 * 1024)
 
+# --- request size ---------------------------------------------------------------------------
+# metering.api.middleware refuses a larger API body (by its Content-Length) with a 413 before
+# reading it: API_MAX_BODY_BYTES for JSON (a batch of 500 readings is about 150 KB), and
+# PORTAL_PHOTO_MAX_BYTES plus 64 KB of form for multipart uploads. Django's own limits agree:
+# form fields and any body read whole are held to the same size; uploaded files above 1 MB are
+# spooled to a temporary file rather than kept in memory.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+DATA_UPLOAD_MAX_NUMBER_FILES = 10
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -135,7 +153,13 @@ REST_FRAMEWORK = {
         "portal_key": env("API_RATE_LIMIT_PORTAL_KEY", default="120/min"),
         "session": env("API_RATE_LIMIT_SESSION", default="600/min"),
         "anonymous": env("API_RATE_LIMIT_ANONYMOUS", default="60/min"),
+        # Failed key authentications per client address (metering.api.throttling).
+        "auth_failures": env("API_RATE_LIMIT_AUTH_FAILURES", default="30/min"),
     },
+    # Proxies in front of gunicorn that append to X-Forwarded-For: the client address used by
+    # the per-address limits is REMOTE_ADDR with 0, else the n-th X-Forwarded-For entry from
+    # the right. Never more than there are, or clients could choose their address.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",

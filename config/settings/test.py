@@ -23,5 +23,6 @@ REST_FRAMEWORK = {
         "portal_key": "100000/min",
         "session": "100000/min",
         "anonymous": "100000/min",
+        "auth_failures": "100000/min",
     },
 }

@@ -9,6 +9,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from metering import keys
+from metering.api.throttling import AuthFailureThrottle
 from metering.models import ApiKey, KeyBase
 
 # last_used_at is refreshed at most this often, so a busy key does not write on every request.
@@ -53,6 +54,10 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
         if not raw.startswith(self.kind_prefix):
             return None
 
+        # Past its budget of failures an address gets 429 before its key is even looked up:
+        # a valid key is refused too, so guessing keys teaches nothing.
+        failures = AuthFailureThrottle()
+        failures.check(request)
         now = timezone.now()
         key = (
             self.model.objects.select_related(*self.related)
@@ -60,8 +65,10 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
             .first()
         )
         if key is None:
+            failures.record(request)
             raise exceptions.AuthenticationFailed("The key is not valid.")
         if not key.is_usable(now):
+            failures.record(request)
             raise exceptions.AuthenticationFailed("The key has been revoked or has expired.")
         # One conditional UPDATE: a constant number of queries per request.
         self.model.objects.filter(pk=key.pk).filter(

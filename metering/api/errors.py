@@ -18,10 +18,12 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import set_rollback
 
+from metering.api.throttling import count_refused_request
 from metering.errors import ERROR_CODES, ApiError, Conflict, Overlap, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
@@ -104,6 +106,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if api_exc is None:
         return None  # a bug: Django's handler500 answers, and the traceback is logged
 
+    request = context.get("request")
+    if not isinstance(api_exc, exceptions.Throttled):
+        # Refused before DRF's throttles ran (credentials, scope): it still counts.
+        api_exc = count_refused_request(request, context.get("view")) or api_exc
+    _render_as_json(request)
+
     code = error_code_of(api_exc)
     headers: dict[str, str] = {}
     if getattr(api_exc, "auth_header", None):
@@ -128,6 +136,17 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     set_rollback()
     status_code = ERROR_CODES.get(code, api_exc.status_code)
     return Response(error_body(code, message, details), status=status_code, headers=headers)
+
+
+def _render_as_json(request) -> None:
+    """Errors are JSON even where the route renders something else (the schema's YAML, the
+    docs' HTML); the browsable API keeps showing them in its page."""
+    if request is None:
+        return
+    renderer = getattr(request, "accepted_renderer", None)
+    if type(renderer) is not JSONRenderer and not isinstance(renderer, BrowsableAPIRenderer):
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
 
 
 @csrf_exempt

@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 from rest_framework.test import APIClient
 
+from billing.services import create_portal_key
 from metering.models import Gateway, Place
-from tests.factories import MeterFactory, PlaceFactory
+from tests.factories import MeterFactory, PlaceFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -131,6 +132,13 @@ class TestErrors:
         assert response.status_code == 404
         assert error_of(response)["code"] == "not_found"
 
+    @pytest.mark.parametrize("header", ["", "Bearer mtr_not-a-key", "Bearer mtp_not-a-key"])
+    def test_unknown_format_is_a_json_404_whatever_the_credentials(self, db, header):
+        # Refused in content negotiation, before authentication: never a 500.
+        response = APIClient().get("/api/v1/places/?format=xml", HTTP_AUTHORIZATION=header)
+        assert response.status_code == 404
+        assert error_of(response)["code"] == "not_found"
+
     def test_unknown_object_is_a_404(self, api):
         response = api.get("/api/v1/places/999999/")
         assert response.status_code == 404
@@ -232,12 +240,24 @@ class TestValues:
         assert response.json()["data"]["city"] == ""
 
 
+def set_rates(settings, **rates) -> None:
+    rest = dict(settings.REST_FRAMEWORK)
+    rest["DEFAULT_THROTTLE_RATES"] = {**rest["DEFAULT_THROTTLE_RATES"], **rates}
+    settings.REST_FRAMEWORK = rest
+
+
+def assert_rate_limited(response) -> None:
+    assert response.status_code == 429
+    error = error_of(response)
+    assert error["code"] == "rate_limited"
+    assert error["details"] == {}
+    assert 1 <= int(response["Retry-After"]) <= 60
+
+
 class TestRateLimit:
     @pytest.fixture
     def three_per_minute(self, settings):
-        rest = dict(settings.REST_FRAMEWORK)
-        rest["DEFAULT_THROTTLE_RATES"] = {**rest["DEFAULT_THROTTLE_RATES"], "account_key": "3/min"}
-        settings.REST_FRAMEWORK = rest
+        set_rates(settings, account_key="3/min")
 
     def test_429_with_retry_after_past_the_key_rate(self, api, three_per_minute):
         statuses = [api.get("/api/v1/places/").status_code for _ in range(4)]
@@ -251,6 +271,93 @@ class TestRateLimit:
         first, second = make_client(account), make_client(account)
         assert [first.get("/api/v1/places/").status_code for _ in range(4)][-1] == 429
         assert second.get("/api/v1/places/").status_code == 200
+
+    def test_a_portal_key_has_its_own_budget_and_refusals_count(self, api, account, settings):
+        """A portal key is refused on account routes (403); each refusal costs its budget."""
+        set_rates(settings, portal_key="3/min")
+        _, raw = create_portal_key(tenant=TenantFactory(account=account), name="flat 12")
+        portal = APIClient()
+        portal.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        statuses = [portal.get("/api/v1/meters/").status_code for _ in range(3)]
+        assert statuses == [403, 403, 403]
+        assert_rate_limited(portal.get("/api/v1/meters/"))
+        # The account's own key counts on its own budget.
+        assert api.get("/api/v1/meters/").status_code == 200
+
+    def test_a_key_without_the_scope_still_spends_its_budget(self, account, make_client, settings):
+        client = make_client(account, scopes=["readings:read"])
+        set_rates(settings, account_key="2/min")
+        assert [client.get("/api/v1/meters/").status_code for _ in range(2)] == [403, 403]
+        assert_rate_limited(client.get("/api/v1/meters/"))
+
+    def test_anonymous_budget_on_the_schema(self, settings):
+        set_rates(settings, anonymous="2/min")
+        client = APIClient()
+        accept = "application/vnd.oai.openapi+json"
+        assert [client.get("/api/schema/", HTTP_ACCEPT=accept).status_code for _ in range(2)] == [
+            200,
+            200,
+        ]
+        assert_rate_limited(client.get("/api/schema/", HTTP_ACCEPT=accept))
+        # Requests without credentials to account routes (401) count on the same budget.
+        assert_rate_limited(client.get("/api/v1/places/"))
+        # Another address has its own.
+        assert client.get("/api/v1/places/", REMOTE_ADDR="10.0.0.9").status_code == 401
+
+
+class TestFailedAuthentication:
+    """Invalid keys are counted per address; past the budget even a valid key is refused."""
+
+    @pytest.fixture(autouse=True)
+    def three_failures_per_minute(self, settings):
+        set_rates(settings, auth_failures="3/min")
+
+    def guess(self, client, n: int, **extra) -> list[int]:
+        return [
+            client.get(
+                "/api/v1/places/", HTTP_AUTHORIZATION=f"Bearer mtr_guess{i}", **extra
+            ).status_code
+            for i in range(n)
+        ]
+
+    def test_429_past_the_budget_even_for_a_valid_key(self, api):
+        assert self.guess(APIClient(), 3) == [401, 401, 401]
+        assert_rate_limited(APIClient().get("/api/v1/places/", HTTP_AUTHORIZATION="Bearer mtr_x"))
+        # Guessing teaches nothing: the right key from that address is refused too.
+        assert_rate_limited(api.get("/api/v1/places/"))
+        # Other addresses are not affected.
+        assert api.get("/api/v1/places/", REMOTE_ADDR="10.0.0.9").status_code == 200
+
+    def test_portal_key_guesses_count_too(self):
+        # Keys are checked on every API route, whichever routes the kind of key opens.
+        client = APIClient(HTTP_AUTHORIZATION="Bearer mtp_guess")
+        assert [client.get("/api/v1/meters/").status_code for _ in range(3)] == [401] * 3
+        assert_rate_limited(client.get("/api/v1/meters/"))
+
+    def test_successful_authentications_do_not_count(self, api):
+        assert [api.get("/api/v1/places/").status_code for _ in range(5)] == [200] * 5
+
+    def test_x_forwarded_for_is_ignored_without_proxies(self, api):
+        """API_NUM_PROXIES=0 (default): a client cannot pick a new address per guess."""
+        statuses = [
+            APIClient()
+            .get(
+                "/api/v1/places/",
+                HTTP_AUTHORIZATION="Bearer mtr_guess",
+                HTTP_X_FORWARDED_FOR=f"203.0.113.{i}",
+            )
+            .status_code
+            for i in range(4)
+        ]
+        assert statuses == [401, 401, 401, 429]
+
+    def test_the_proxys_address_for_the_client_with_one_proxy(self, api, settings):
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+        assert self.guess(APIClient(), 3, HTTP_X_FORWARDED_FOR="203.0.113.5") == [401] * 3
+        limited = api.get("/api/v1/places/", HTTP_X_FORWARDED_FOR="spoofed, 203.0.113.5")
+        assert_rate_limited(limited)
+        ok = api.get("/api/v1/places/", HTTP_X_FORWARDED_FOR="203.0.113.5, 198.51.100.7")
+        assert ok.status_code == 200
 
 
 def test_a_meter_lists_its_registers(api, account):
