@@ -3,8 +3,9 @@
 Run with `manage.py shell < .ci/schemathesis_ids.py` after load_demo.
 """
 
+from billing import selectors
 from billing.models import AllocationRule, BillingPeriod, Charge, MeterShare, Tariff, Tenant
-from metering.models import Estate, Gateway, Meter, Register, ServicePlace
+from metering.models import Account, Estate, Gateway, Meter, Register, ServicePlace
 from readings.models import PeriodReading, Reading
 
 demo = {"account__slug": "demo"}
@@ -24,9 +25,12 @@ ids = {
         latest := Reading.objects.filter(**demo).latest("reading_date")
     ).meter_id,
     "ST_READING_ID": latest.pk,
-    # The latest utility bill of a supplied meter, which fuzzed writes may change or delete.
+    # The latest utility bill of a supplied meter that no closed billing period used (an
+    # INCLUDED boiler gas meter), so that fuzzed writes are not all refused as locked.
     "ST_PERIOD_METER_ID": (
-        bill := PeriodReading.objects.filter(**demo).order_by("-end_date", "-id").first()
+        bill := PeriodReading.objects.filter(**demo, meter__billing_type="INCLUDED")
+        .order_by("-end_date", "-id")
+        .first()
     ).meter_id,
     "ST_PERIOD_READING_ID": bill.pk,
     # A tenant with leases and a tariff that charges use: fuzzed deletes answer 409.
@@ -49,5 +53,44 @@ ids = {
     )[0],
     "ST_LEASE_ID": leases[-1],
 }
+
+
+# The portal run (a portal key): a tenant with a current lease that has a meter read by hand
+# with readings (fuzzed readings reach the engine, not the 409 of automatic meters), and a
+# statement of a closed period.
+def portal_ids() -> dict[str, object]:
+    account = Account.objects.get(slug="demo")
+    today = account.today()
+    for tenant in Tenant.objects.filter(account=account).order_by("id"):
+        current = [lease for lease in tenant.leases.order_by("id") if lease.is_current(today)]
+        by_lease = selectors.lease_meters(leases=current)
+        manual = [
+            meter
+            for lease in current
+            for meter in by_lease[lease.pk]
+            if meter.billing_type == "INDIVIDUAL"
+            and meter.communication_type == "NONE"
+            and meter.readings.exists()
+        ]
+        statement = (
+            Charge.objects.filter(lease__tenant=tenant, billing_period__status="CLOSED")
+            .order_by("billing_period_id", "lease_id")
+            .values_list("billing_period_id", "lease_id")
+            .first()
+        )
+        if manual and statement:
+            return {
+                "ST_PORTAL_TENANT_ID": tenant.pk,
+                "ST_PORTAL_METER_ID": manual[0].pk,
+                "ST_PORTAL_READING_ID": (latest := manual[0].readings.latest("reading_date")).pk,
+                # The value of the reading .ci/schemathesis sends with a photo, after it.
+                "ST_PORTAL_METER_VALUE": latest.value,
+                "ST_PORTAL_PERIOD_ID": statement[0],
+                "ST_PORTAL_LEASE_ID": statement[1],
+            }
+    raise SystemExit("No demo tenant has a current lease, a manual meter and a statement.")
+
+
+ids.update(portal_ids())
 for name, value in ids.items():
     print(f"export {name}={value}")

@@ -28,6 +28,7 @@ FLAG_FIELDS = {
 NO_FLAGS: frozenset[str] = frozenset()
 
 _MICROSECOND = dt.timedelta(microseconds=1)
+_DAY = dt.timedelta(days=1)
 # Wide enough that products of stored values (38 digits at most) are never rounded.
 _EXACT = decimal.Context(prec=120)
 
@@ -199,6 +200,103 @@ def derive_series(
                 window_consumption += consumption
         previous = point
     return results
+
+
+# --- the values a new reading could take without a flag (the portal's allowed range) ----------
+
+
+def start_value(previous: Point, at: dt.datetime, restarts: Sequence[Restart] = ()) -> Decimal:
+    """The value a reading at ``at`` counts its consumption from, as ``derive_series`` does:
+    the previous reading's, or the initial value of the last device installed at or after the
+    previous reading and before ``at``."""
+    base = previous.value
+    for restart in sorted(restarts):
+        if previous.reading_date <= restart.at < at:
+            base = restart.initial_value
+    return base
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The earlier intervals of §4.2: Σ consumption, Σ length in µs, and how many."""
+
+    consumption: Decimal = Decimal(0)
+    micros: int = 0
+    intervals: int = 0
+
+    def per_day(self, decimals: int = 6) -> Decimal | None:
+        """Σ consumption / Σ days, rounded to ``decimals``; None without an interval."""
+        if not self.micros:
+            return None
+        with decimal.localcontext(_EXACT):
+            daily = self.consumption * (_DAY // _MICROSECOND) / self.micros
+            return _to_step(daily, decimals, decimal.ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """``min_value``..``max_value``, both included; ``max_value`` None: no upper bound."""
+
+    min_value: Decimal
+    max_value: Decimal | None
+
+
+def _to_step(value: Decimal, decimals: int, rounding: str) -> Decimal:
+    with decimal.localcontext(_EXACT):
+        return value.quantize(Decimal(1).scaleb(-decimals), rounding=rounding)
+
+
+def unflagged_range(
+    *,
+    start: Decimal | None,
+    micros: int,
+    baseline: Baseline,
+    factor: Decimal,
+    thresholds: Thresholds,
+    decimals: int,
+    modulus: Decimal | None = None,
+    later_value: Decimal | None = None,
+) -> ValueRange:
+    """The index values, with at most ``decimals`` decimals, that a new reading ``micros`` µs
+    after the previous one (which it counts from, ``start``) could take without a flag.
+
+    - No previous reading (``start`` None): any value from 0; no upper bound.
+    - Fewer than ``min_intervals`` baseline intervals: no rate flag, only NEGATIVE: from
+      ``start``, no upper bound.
+    - A baseline of 0: only ``start`` (any consumption would be DEVIATION and SPIKE).
+    - Otherwise the consumption ``c = (value − start) × factor`` over ``days`` must keep the
+      rate ``c / days`` within ``max(drop, 1 − deviation) × baseline`` and
+      ``(1 + deviation) × baseline``, and below ``spike × baseline`` (strictly).
+
+    The bounds are rounded inwards to ``decimals``. The upper bound is further capped at
+    ``modulus`` (a counter's ``max_value``: a value past it is refused; the values after a
+    rollover are not offered) and, without a modulus, at ``later_value`` (the value of the
+    register's next reading: above it, that reading would turn NEGATIVE). A ``min_value``
+    above ``max_value`` means that no value of that precision goes unflagged.
+    """
+    if start is None:
+        return ValueRange(Decimal(0), None)
+    if baseline.intervals < thresholds.min_intervals:
+        return ValueRange(start, None)
+    if baseline.consumption == 0:
+        return ValueRange(start, start)
+    with decimal.localcontext(_EXACT):
+        # The consumption at the baseline's rate over this interval, in the index's unit.
+        expected = baseline.consumption * micros / baseline.micros / factor
+        low = max(thresholds.drop, 1 - thresholds.deviation, Decimal(0)) * expected
+        high = (1 + thresholds.deviation) * expected
+        spike = thresholds.spike * expected
+        min_value = _to_step(start + low, decimals, decimal.ROUND_CEILING)
+        if spike <= high:  # the rate must stay strictly below spike × baseline
+            max_value = _to_step(start + spike, decimals, decimal.ROUND_CEILING)
+            max_value -= Decimal(1).scaleb(-decimals)
+        else:
+            max_value = _to_step(start + high, decimals, decimal.ROUND_FLOOR)
+        if modulus is not None:
+            max_value = min(max_value, _to_step(modulus, decimals, decimal.ROUND_FLOOR))
+        elif later_value is not None:
+            max_value = min(max_value, later_value)
+    return ValueRange(min_value, max_value)
 
 
 # --- period readings (CONTRACT §4.4) ---------------------------------------------------------

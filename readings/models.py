@@ -65,6 +65,9 @@ class Reading(FlaggedModel):
         "billing.Lease", on_delete=models.SET_NULL, null=True, blank=True, related_name="readings"
     )
     photo_url = models.URLField(max_length=500, blank=True, default="")
+    # A photo sent through the portal: its name in the default storage, never served as public
+    # media (the API hands it out: ``.../readings/{id}/photo/``), see ``readings.photos``.
+    photo = models.FileField(max_length=200, blank=True, default="", db_default="")
     reader_name = models.CharField(max_length=100, blank=True, default="")
     notes = models.TextField(blank=True, default="")
     source = models.CharField(max_length=8, choices=SOURCES, default="API")

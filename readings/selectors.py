@@ -4,6 +4,7 @@ and consumption over time (CONTRACT §4.5)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,7 +17,7 @@ from django.db.models.functions import Coalesce
 
 from metering import domain as metering_domain
 from metering.models import Account, Meter, Place, Register
-from readings import domain, periods
+from readings import domain, periods, services
 from readings.models import PeriodReading, Reading
 
 ReadingEvent = Reading.pgh_event_model
@@ -747,4 +748,107 @@ def meter_balance(*, meter: Meter, start: dt.date, end: dt.date) -> Balance:
         difference_ratio=ratio,
         sub_meters_count=len(subs),
         is_estimated=any(total.is_estimated for total in totals.values()),
+    )
+
+
+# --- the values a new reading could take without a flag (the portal's allowed range) ----------
+
+
+@dataclass(frozen=True)
+class AllowedRange:
+    """What ``domain.unflagged_range`` gives a reading of ``register`` at ``reading_date``,
+    with what it was worked out from."""
+
+    reading_date: dt.datetime
+    register: Register
+    previous_value: Decimal | None
+    previous_reading_date: dt.datetime | None
+    next_value: Decimal | None
+    next_reading_date: dt.datetime | None
+    baseline_intervals: int
+    baseline_daily_consumption: Decimal | None
+    min_value: Decimal
+    max_value: Decimal | None
+    is_locked: bool
+
+
+def allowed_range(*, meter: Meter, register: Register, reading_date: dt.datetime) -> AllowedRange:
+    """The values a reading of ``register`` at ``reading_date`` could take without an anomaly
+    flag (CONTRACT §4.2 with the account's thresholds), from the stored series: the reading
+    just before it (or the device it counts from after a replacement) and the baseline of the
+    intervals that end within ``baseline_days`` before it. Three queries.
+
+    A reading already stored at ``reading_date`` is left out (a new one there would be a
+    duplicate). A later reading caps ``max_value`` on meters without ``max_value``, so that it
+    does not turn NEGATIVE; its own rate flags, which a reading in between changes, are not
+    considered.
+    """
+    settings = services.thresholds(meter.account)
+    lower = domain.earlier_by(reading_date, settings.baseline_span)
+    # As the engine loads a window: the readings from ``lower`` on, and the one just before it
+    # (whose date starts the first interval).
+    before = (
+        Reading.objects.filter(register=register, reading_date__lt=lower)
+        .order_by("-reading_date")
+        .values("reading_date")[:1]
+    )
+    rows = list(
+        Reading.objects.filter(
+            register=register,
+            reading_date__lt=reading_date,
+            reading_date__gte=Coalesce(Subquery(before), lower, output_field=DateTimeField()),
+        )
+        .order_by("reading_date")
+        .values_list("reading_date", "value", "consumption")
+    )
+    consumption, micros, intervals = Decimal(0), 0, 0
+    for (start, _, _), (end, _, interval) in itertools.pairwise(rows):
+        # A NEGATIVE interval (consumption < 0) is no part of a baseline.
+        if end >= lower and interval is not None and interval >= 0:
+            consumption += interval
+            micros += (end - start) // dt.timedelta(microseconds=1)
+            intervals += 1
+    baseline = domain.Baseline(consumption, micros, intervals)
+    later = (
+        Reading.objects.filter(register=register, reading_date__gt=reading_date)
+        .order_by("reading_date")
+        .values_list("reading_date", "value")
+        .first()
+    )
+
+    start_value, previous = None, None
+    restarts = services.restarts_of(meter=meter, register=register) if rows or later else []
+    if rows:
+        previous = domain.Point(rows[-1][0], rows[-1][1])
+        start_value = domain.start_value(previous, reading_date, restarts)
+    # The later reading counts from the new one, unless a device was replaced in between.
+    next_value = None
+    if later is not None and not any(reading_date <= r.at < later[0] for r in restarts):
+        next_value = later[1]
+    value_range = domain.unflagged_range(
+        start=start_value,
+        micros=(reading_date - previous.reading_date) // dt.timedelta(microseconds=1)
+        if previous
+        else 0,
+        baseline=baseline,
+        factor=meter.multiplier * register.transformer_ratio,
+        thresholds=settings,
+        decimals=meter.precision_digits,
+        modulus=meter.max_value,
+        later_value=next_value,
+    )
+    return AllowedRange(
+        reading_date=reading_date,
+        register=register,
+        previous_value=start_value,
+        previous_reading_date=previous.reading_date if previous else None,
+        next_value=later[1] if later else None,
+        next_reading_date=later[0] if later else None,
+        baseline_intervals=intervals,
+        baseline_daily_consumption=(
+            baseline.per_day() if intervals >= settings.min_intervals else None
+        ),
+        min_value=value_range.min_value,
+        max_value=value_range.max_value,
+        is_locked=services.is_locked(register, reading_date),
     )

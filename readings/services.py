@@ -78,6 +78,7 @@ class ReadingInput:
     photo_url: str = ""
     reader_name: str = ""
     notes: str = ""
+    photo: str = ""  # a stored photo's name (``readings.photos.store_photo``)
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,7 @@ def create_readings(*, meter: Meter, items: Sequence[ReadingInput], actor: Actor
                 is_billing_reading=item.is_billing_reading,
                 lease=item.lease,
                 photo_url=item.photo_url,
+                photo=item.photo,
                 reader_name=item.reader_name,
                 notes=item.notes,
                 source=actor.source,
@@ -605,6 +607,11 @@ def _replacements(meter: Meter) -> list[tuple[dt.datetime, Decimal, dict]]:
             meter=meter, installed_at__isnull=False, initial_value__isnull=False
         ).values_list("installed_at", "initial_value", "register_values")
     )
+
+
+def restarts_of(*, meter: Meter, register: Register) -> list[domain.Restart]:
+    """The device replacements of ``meter`` as restarts of ``register``'s counting (§4.6)."""
+    return _restarts(_replacements(meter), register)
 
 
 def _restarts(

@@ -5,6 +5,8 @@ The rules (overlaps, billing types, periods) live on the models and in ``billing
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -22,7 +24,10 @@ from billing.models import (
 )
 from metering.api.fields import AccountDateTimeField, AccountRelatedField
 from metering.api.viewsets import BaseModelSerializer
-from metering.models import Estate, Meter, Place
+from metering.errors import PayloadTooLarge
+from metering.models import Estate, Meter, Place, Register
+from readings import photos
+from readings.api.serializers import ReadingSerializer
 
 TIMESTAMPS = ("id", "created_at", "updated_at")
 
@@ -443,3 +448,200 @@ class StatementSerializer(serializers.Serializer):
     amount = _amount(help_text="Sum of the lines' net amounts.")
     vat_amount = _amount()
     total_amount = _amount(help_text="VAT included.")
+
+
+# --- tenant portal (CONTRACT §6) --------------------------------------------------------------
+
+
+class PortalPlaceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Place
+        fields = ("id", "code", "name")
+        read_only_fields = fields
+
+
+class PortalEstateSerializer(serializers.ModelSerializer):
+    place = PortalPlaceSerializer(read_only=True)
+
+    class Meta:
+        model = Estate
+        fields = ("id", "code", "name", "place")
+        read_only_fields = fields
+
+
+class PortalLeaseSerializer(serializers.ModelSerializer):
+    """One of the tenant's leases, current or not."""
+
+    estate = PortalEstateSerializer(read_only=True)
+    is_current = serializers.SerializerMethodField(
+        help_text="start_date ≤ today ≤ end_date (or no end), today in the account's time zone: "
+        "the meters of current leases are the ones the portal shows."
+    )
+
+    class Meta:
+        model = Lease
+        fields = ("id", "reference", "estate", "start_date", "end_date", "is_current")
+        read_only_fields = fields
+
+    def get_is_current(self, lease: Lease) -> bool:
+        return lease.is_current(self.context["today"])
+
+
+class PortalTenantSerializer(serializers.ModelSerializer):
+    """The tenant the portal key belongs to, with its leases."""
+
+    leases = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Tenant
+        fields = ("id", "name", "email", "phone", "external_reference", "leases")
+        read_only_fields = fields
+
+    @extend_schema_field(PortalLeaseSerializer(many=True))
+    def get_leases(self, tenant: Tenant) -> list[dict]:
+        return PortalLeaseSerializer(self.context["leases"], many=True, context=self.context).data
+
+
+class PortalRegisterSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Register
+        fields = ("id", "code", "name", "unit", "tariff_slot", "is_default")
+        read_only_fields = fields
+
+
+class PortalMeterSerializer(serializers.ModelSerializer):
+    """A meter of the tenant's current leases, as the tenant sees it (read-only)."""
+
+    last_reading_at = AccountDateTimeField(read_only=True, allow_null=True)
+    registers = PortalRegisterSerializer(many=True, read_only=True)
+    # A second component with the meter's status enum makes drf-spectacular's enum names
+    # collide (Meter's and BillingPeriod's "status"): documented as text here.
+    status = serializers.CharField(
+        read_only=True, help_text="ACTIVE, INACTIVE, FAULTY or DECOMMISSIONED."
+    )
+
+    class Meta:
+        model = Meter
+        fields = (
+            "id",
+            "name",
+            "serial_number",
+            "meter_type",
+            "unit",
+            "billing_type",
+            "communication_type",
+            "status",
+            "precision_digits",
+            "last_reading_value",
+            "last_reading_at",
+            "registers",
+        )
+        read_only_fields = fields
+        extra_kwargs = {
+            "communication_type": {
+                "help_text": "NONE: read by hand, the tenant may send readings; any other: "
+                "read automatically, the portal refuses readings (409)."
+            },
+            "precision_digits": {"help_text": "Decimals a reading's value may have."},
+        }
+
+
+class PortalStatementPeriodSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="billing_period_id")
+    name = serializers.CharField(source="billing_period__name")
+    start_date = serializers.DateField(source="billing_period__start_date")
+    end_date = serializers.DateField(source="billing_period__end_date")
+
+
+class PortalStatementLeaseSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="lease_id")
+    reference = serializers.CharField(source="lease__reference")
+
+
+class PortalStatementSummarySerializer(serializers.Serializer):
+    """What one of the tenant's leases owes for a closed billing period (totals only; the
+    lines are at ``statements/{billing_period_id}/{lease_id}/``)."""
+
+    billing_period = PortalStatementPeriodSerializer(source="*")
+    lease = PortalStatementLeaseSerializer(source="*")
+    amount = serializers.DecimalField(
+        max_digits=16, decimal_places=2, help_text="Sum of the lines' net amounts."
+    )
+    vat_amount = serializers.DecimalField(max_digits=16, decimal_places=2)
+    total_amount = serializers.DecimalField(
+        max_digits=16, decimal_places=2, help_text="VAT included."
+    )
+    currency = serializers.CharField(source="billing_period__currency")
+
+
+PORTAL_READING_TYPES = ("MANUAL", "PHOTO")
+
+
+class PortalReadingSerializer(ReadingSerializer):
+    """An index reading of one of the tenant's meters: JSON, or a form with a ``photo``.
+
+    The tenant sends the date, the value, the register, the type (MANUAL or PHOTO), notes and
+    who read it; the rest is the engine's (source PORTAL, lease, chain, flags).
+    """
+
+    photo_route = "portal-meter-reading-photo"
+
+    account_id = None  # the tenant's own account: not shown
+    reading_type = serializers.ChoiceField(
+        choices=PORTAL_READING_TYPES,
+        required=False,
+        help_text="MANUAL (default) or PHOTO (the default when a photo is sent).",
+    )
+    photo = serializers.FileField(
+        write_only=True,
+        required=False,
+        help_text="multipart/form-data only: a JPEG or PNG image (checked by its content), "
+        "at most PORTAL_PHOTO_MAX_BYTES (10 MB by default; larger: 413).",
+    )
+    is_estimated = serializers.BooleanField(read_only=True)
+    lease_id = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="The current lease of the meter's estate, when the meter has an estate.",
+    )
+    photo_url = serializers.CharField(
+        read_only=True,
+        help_text="The photo's download route, .../readings/{id}/photo/ (with your portal "
+        "key), when a photo was sent; else the link the account gave, or empty.",
+    )
+
+    class Meta(ReadingSerializer.Meta):
+        fields = (
+            "id",
+            "meter_id",
+            "register_id",
+            "register",
+            "reading_date",
+            "value",
+            "reading_type",
+            "is_estimated",
+            "lease_id",
+            "photo",
+            "photo_url",
+            "reader_name",
+            "notes",
+            "previous_value",
+            "consumption",
+            "is_rollover",
+            "anomaly_flags",
+            "is_locked",
+            "source",
+            "created_by",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = ReadingSerializer.Meta.read_only_fields
+
+    def validate_photo(self, upload):
+        limit = settings.PORTAL_PHOTO_MAX_BYTES
+        if upload.size > limit:
+            raise PayloadTooLarge(f"A photo is {limit} bytes at most; this one has {upload.size}.")
+        try:
+            return photos.check_photo(upload)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None

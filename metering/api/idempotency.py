@@ -2,7 +2,8 @@
 
 The same key with the same body within 24 h replays the first response (same status and
 body, header ``Idempotent-Replayed: true``) and writes nothing; the same key with another body
-is a 422 ``idempotency_key_reused``. Keys are per account.
+is a 422 ``idempotency_key_reused``. Keys are per account. A form's files count by their
+content's SHA-256.
 
 The key is claimed with ``INSERT ... ON CONFLICT DO NOTHING`` then locked, inside the request's
 transaction: a second request with the same key waits for the first to finish, then replays
@@ -16,6 +17,7 @@ import hashlib
 import json
 from datetime import timedelta
 
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -43,9 +45,30 @@ SCHEMA_PARAMETER = OpenApiParameter(
 )
 
 
-def fingerprint(request) -> str:
-    body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), cls=JSONEncoder)
-    return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
+def _file_digest(upload: UploadedFile) -> str:
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _body(request) -> object:
+    """The request's data as JSON can hold it: a form's every value, its files by content."""
+    data = request.data
+    if not hasattr(data, "lists"):
+        return data
+    return {
+        name: [_file_digest(v) if isinstance(v, UploadedFile) else v for v in values]
+        for name, values in data.lists()
+    }
+
+
+def fingerprint(request, credential: str = "") -> str:
+    body = json.dumps(_body(request), sort_keys=True, separators=(",", ":"), cls=JSONEncoder)
+    who = f" {credential}" if credential else ""
+    text = f"{request.method} {request.path}{who}\n{body}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def idempotent(view_method):
@@ -60,7 +83,9 @@ def idempotent(view_method):
             raise exceptions.ValidationError(
                 {HEADER: [f"Send 1 to {MAX_KEY_LENGTH} printable characters."]}
             )
-        digest = fingerprint(request)
+        # A view may bind its keys to who sends them (the portal: to the tenant), so that
+        # another client of the account reusing a key is refused instead of replayed.
+        digest = fingerprint(request, getattr(self, "idempotency_credential", lambda: "")())
         with transaction.atomic():
             # Keys older than 24 h are free again; the account's expired records go now.
             IdempotencyRecord.objects.filter(

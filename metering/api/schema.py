@@ -7,6 +7,7 @@ error responses it can give, in the contract's error format.
 
 from __future__ import annotations
 
+from drf_spectacular import authentication as drf_spectacular_authentication
 from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import ResolvedComponent
@@ -99,8 +100,9 @@ class AutoSchema(openapi.AutoSchema):
             return response
         if self._is_list_view(serializer) and self._get_paginator() is not None:
             return response  # the paginator's schema already has data and meta
-        for media in response["content"].values():
-            if "schema" in media:
+        for media_type, media in response["content"].items():
+            # Only JSON bodies are enveloped: a file (CSV, HTML, an image) is sent as it is.
+            if "schema" in media and media_type.endswith("json"):
                 media["schema"] = {
                     "type": "object",
                     "required": ["data"],
@@ -114,7 +116,8 @@ class AutoSchema(openapi.AutoSchema):
             from metering.api.idempotency import SCHEMA_PARAMETER
 
             parameters.append(SCHEMA_PARAMETER)
-        if self.method in ("GET", "DELETE"):
+        # The portal's routes act on the key's tenant: they take no account_id.
+        if self.method in ("GET", "DELETE") and not getattr(self.view, "portal", False):
             parameters.append(
                 OpenApiParameter(
                     "account_id",
@@ -152,3 +155,14 @@ class PortalKeyScheme(AccountKeyScheme):
 
     def opens(self, auto_schema) -> bool:
         return getattr(auto_schema.view, "portal", False)
+
+
+class SessionScheme(drf_spectacular_authentication.SessionScheme):
+    """A member's session (the browsable API): every route but the portal's."""
+
+    priority = 1
+
+    def get_security_requirement(self, auto_schema):
+        if getattr(auto_schema.view, "portal", False):
+            return None
+        return super().get_security_requirement(auto_schema)

@@ -106,9 +106,10 @@ class AccountScopedMixin:
     # --- envelope ---------------------------------------------------------------------------
 
     def finalize_response(self, request, response, *args, **kwargs):
+        # A file (``FileResponse``, no ``data``) is sent as it is.
         if (
             response.status_code < 400
-            and response.data is not None
+            and getattr(response, "data", None) is not None
             and not getattr(response, "enveloped", False)
         ):
             response.data = {"data": response.data}

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from metering.api.fields import AccountDateTimeField, AccountRelatedField
 from metering.api.viewsets import BaseModelSerializer
 from metering.domain import CURRENCIES
-from readings import domain
+from readings import domain, photos
 from readings.models import PeriodReading, Reading
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -33,6 +33,9 @@ class ReadingDateField(AccountDateTimeField):
 
 
 class ReadingSerializer(BaseModelSerializer):
+    # The route that hands out a reading's stored photo (``readings.photos``).
+    photo_route = "meter-reading-photo"
+
     meter_id = serializers.IntegerField(read_only=True)
     register_id = serializers.IntegerField(
         required=False, min_value=1, help_text="A register of the meter (default register)."
@@ -103,6 +106,20 @@ class ReadingSerializer(BaseModelSerializer):
             "created_at",
             "updated_at",
         )
+        extra_kwargs = {
+            "photo_url": {
+                "help_text": "A link to a photo of the meter. For a photo sent through the "
+                "portal: its download route, .../readings/{id}/photo/ (authenticated)."
+            }
+        }
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if getattr(instance, "photo", None):
+            data["photo_url"] = photos.photo_url(
+                self.context.get("request"), self.photo_route, instance
+            )
+        return data
 
 
 class BatchRequestSerializer(serializers.Serializer):

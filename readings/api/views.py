@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -15,7 +16,7 @@ from metering.api.idempotency import idempotent
 from metering.api.viewsets import AccountScopedMixin, AccountScopedViewSet
 from metering.errors import BatchTooLarge, DuplicateReading, Overlap, ReadingLocked
 from metering.models import KeyBase, Meter
-from readings import filters, periods, services
+from readings import filters, periods, photos, services
 from readings.api import serializers
 from readings.models import PeriodReading, Reading
 
@@ -46,6 +47,26 @@ def reading_input(values: dict[str, Any]) -> services.ReadingInput:
         reader_name=values.get("reader_name", ""),
         notes=values.get("notes", ""),
     )
+
+
+def photo_response(reading: Reading) -> FileResponse:
+    """The photo stored with ``reading`` (``readings.photos``), or 404 when it has none."""
+    name = reading.photo.name if reading.photo else ""
+    if not name or not reading.photo.storage.exists(name):
+        raise exceptions.NotFound("This reading has no photo.")
+    response = FileResponse(
+        reading.photo.storage.open(name, "rb"), content_type=photos.media_type(name)
+    )
+    extension = name.rsplit(".", 1)[-1]
+    response["Content-Disposition"] = f'inline; filename="reading-{reading.pk}.{extension}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+PHOTO_RESPONSES = {
+    (200, media_type): OpenApiResponse(OpenApiTypes.BINARY, description="The photo.")
+    for media_type in photos.MEDIA_TYPES.values()
+}
 
 
 def raise_item_error(error: services.ItemError) -> None:
@@ -188,6 +209,12 @@ class MeterReadingViewSet(ReadingListMixin, MeterChildMixin, AccountScopedViewSe
         if reading is None:
             raise exceptions.NotFound("This meter has no reading yet.")
         return Response(self.get_serializer(reading).data)
+
+    @extend_schema(responses=PHOTO_RESPONSES, filters=False)
+    @action(detail=True, methods=["get"])
+    def photo(self, request, *args, **kwargs):
+        """The photo sent with the reading through the portal (JPEG or PNG); 404 when none."""
+        return photo_response(self.get_object())
 
     @extend_schema(
         request=serializers.BatchRequestSerializer,

@@ -1,0 +1,1 @@
+"""Tests of the tenant portal (CONTRACT §6)."""
