@@ -18,7 +18,7 @@ import dataclasses
 import datetime as dt
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Exists, OuterRef, Prefetch, Sum
+from django.db.models import Exists, OuterRef, Prefetch, Q, Sum
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, mixins, serializers, status, viewsets
@@ -56,6 +56,7 @@ from readings.api.views import (
     raise_item_error,
     reading_input,
 )
+from readings.domain import local_midnight
 from readings.models import Reading
 
 TAGS = ["portal"]
@@ -89,10 +90,20 @@ class PortalMixin(AccountScopedMixin):
 
     def meter_ids(self) -> set[int]:
         """The meters the current leases are billed for (``billing.selectors.lease_meters``)."""
-        if not hasattr(self, "_meter_ids"):
+        return set(self.meter_since())
+
+    def meter_since(self) -> dict[int, dt.date]:
+        """Each meter's first day the tenant may see: the earliest start of its current leases
+        billed for it. What the meter measured before (a former occupant's use) stays hidden."""
+        if not hasattr(self, "_meter_since"):
+            since: dict[int, dt.date] = {}
             by_lease = selectors.lease_meters(leases=self.current_leases())
-            self._meter_ids = {meter.pk for meters in by_lease.values() for meter in meters}
-        return self._meter_ids
+            for lease in self.current_leases():
+                for meter in by_lease.get(lease.pk, []):
+                    if meter.pk not in since or lease.start_date < since[meter.pk]:
+                        since[meter.pk] = lease.start_date
+            self._meter_since = since
+        return self._meter_since
 
     def scope_queryset(self, queryset):
         return self.for_tenant(queryset)
@@ -110,7 +121,11 @@ class PortalMixin(AccountScopedMixin):
         if model is Meter:
             return queryset.filter(pk__in=self.meter_ids())
         if model is Reading:
-            return queryset.filter(meter_id__in=self.meter_ids())
+            zone = self.request.account.zone
+            visible = Q(pk__in=[])
+            for meter_id, since in self.meter_since().items():
+                visible |= Q(meter_id=meter_id, reading_date__gte=local_midnight(since, zone))
+            return queryset.filter(visible)
         if model is Charge:
             return queryset.filter(lease__tenant=self.tenant, billing_period__status=closed)
         if model is BillingPeriod:
@@ -226,7 +241,8 @@ class PortalMeterReadingViewSet(PortalMixin, mixins.ListModelMixin, viewsets.Gen
     def create(self, request, *args, **kwargs):
         """Send a reading, as JSON or as a form with a photo (source PORTAL).
 
-        A meter read automatically (`communication_type` not NONE): 409 `conflict`. A photo
+        A meter read automatically (`communication_type` not NONE): 409 `conflict`. A reading
+        dated before your lease of the meter: 400. A photo
         that is not a JPEG or PNG image by its content: 400; larger than the limit: 413 (a
         body larger than the limit and 64 KB of form is refused before it is read).
         The usual errors of a reading: 409 `duplicate_reading`, 403 `reading_locked`.
@@ -240,6 +256,11 @@ class PortalMeterReadingViewSet(PortalMixin, mixins.ListModelMixin, viewsets.Gen
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         values = dict(serializer.validated_data)
+        since = self.meter_since()[meter.pk]
+        if values["reading_date"] < local_midnight(since, self.request.account.zone):
+            raise exceptions.ValidationError(
+                {"reading_date": [f"Your lease of this meter starts on {since}."]}
+            )
         photo = values.pop("photo", None)
         item = dataclasses.replace(reading_input(values), lease=self.lease_of(meter))
         stored = ""
@@ -278,7 +299,17 @@ class PortalMeterReadingViewSet(PortalMixin, mixins.ListModelMixin, viewsets.Gen
 )
 class PortalMeterConsumptionView(PortalMixin, MeterConsumptionView):
     """A register's consumption per day, week, month or year between two dates, as the
-    account API's ``/meters/{id}/consumption/`` computes it."""
+    account API's ``/meters/{id}/consumption/`` computes it, from the start of your lease of
+    the meter on (an earlier ``start`` is a 400)."""
+
+    def query(self) -> dict:
+        values = super().query()
+        since = self.meter_since()[self.meter().pk]
+        if values["start"] < since:
+            raise exceptions.ValidationError(
+                {"start": [f"Your lease of this meter starts on {since}: start from then on."]}
+            )
+        return values
 
 
 class AllowedRangeQuerySerializer(serializers.Serializer):
