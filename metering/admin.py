@@ -23,6 +23,7 @@ from metering.admin_base import (
     KeyAdmin,
     model_values,
 )
+from metering.admin_imports import import_url, import_urls
 from metering.models import (
     Account,
     ApiKey,
@@ -353,6 +354,7 @@ class MeterAdmin(AccountScopedAdmin):
     # readings app adds the meter's latest readings and their history: metering does not
     # depend on readings (STYLE.md), so readings plugs itself in here.
     page_sections: list[Callable[[HttpRequest, Meter], str | None]] = []
+    change_list_template = "admin/imports/meter_change_list.html"
 
     list_display = (
         "serial_number",
@@ -400,6 +402,14 @@ class MeterAdmin(AccountScopedAdmin):
         ("Notes", {"fields": ("description", "notes", "properties")}),
         ("Latest reading", {"fields": ("last_reading_value", "last_reading_at")}),
     )
+
+    def get_urls(self):
+        # The "Import from CSV" page (metering.admin_imports), linked from the list.
+        return [*import_urls(self), *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        context = {"import_url": import_url(request), **(extra_context or {})}
+        return super().changelist_view(request, context)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:

@@ -14,7 +14,9 @@ The meter's page gets a section with its latest readings and their history, adde
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from functools import reduce
 from operator import or_
@@ -23,23 +25,29 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.contrib.admin.views.main import PAGE_VAR
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.forms.models import construct_instance
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 
 from metering.admin import MeterAdmin
 from metering.admin_base import AccountScopedAdmin, AccountScopedForm
+from metering.admin_imports import IMPORT_KINDS, ImportKind, import_url
 from metering.domain import CURRENCIES
 from metering.errors import ApiError, ReadingLocked
-from metering.models import Meter, Register
-from readings import domain, periods, selectors, services
+from metering.models import Account, Meter, Register
+from readings import domain, imports, periods, selectors, services
 from readings.admin_consumption import meter_consumption_section
+from readings.management.commands.export_readings import COLUMNS as EXPORT_COLUMNS
+from readings.management.commands.export_readings import export_rows
 from readings.models import PeriodReading, Reading
 
 # What the meter's page shows.
@@ -328,6 +336,25 @@ def history_rows(
     return rows
 
 
+# --- export ----------------------------------------------------------------------------------
+
+
+class CsvLine:
+    """A file-like object whose ``write`` returns its text: ``csv.writer`` then gives lines."""
+
+    def write(self, text: str) -> str:
+        return text
+
+
+def csv_lines(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> Iterator[str]:
+    """``header`` and ``rows`` (``None`` as an empty cell) as CSV lines, one at a time, in the
+    format of ``metering.csv_files.write_csv`` (``,`` delimiter, ``\\n`` line ends)."""
+    writer = csv.writer(CsvLine(), lineterminator="\n")
+    yield writer.writerow(header)
+    for row in rows:
+        yield writer.writerow(["" if cell is None else cell for cell in row])
+
+
 # --- the admin -----------------------------------------------------------------------------
 
 
@@ -384,6 +411,7 @@ class ReadingAdmin(ServiceWrittenAdmin):
 
     scope = "readings"
     form = ReadingForm
+    change_list_template = "admin/imports/reading_change_list.html"
     list_display = (
         "meter_serial",
         "register_code",
@@ -488,6 +516,62 @@ class ReadingAdmin(ServiceWrittenAdmin):
 
     def destroy(self, request: HttpRequest, obj: Reading) -> None:
         services.delete_reading(reading=obj, actor=admin_actor(request))
+
+    # --- export and import ------------------------------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("export/", view(self.export_view), name="readings_reading_export"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        # "Export to CSV" carries the list's filters, search and date hierarchy, not its page.
+        query = request.GET.copy()
+        query.pop(PAGE_VAR, None)
+        export_url = reverse("admin:readings_reading_export", current_app=self.admin_site.name)
+        context = {
+            "export_url": f"{export_url}?{query.urlencode()}" if query else export_url,
+            "import_url": import_url(request),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        """The readings the list shows with the same query string (filters, search, date
+        hierarchy; every page), as ``manage.py export_readings`` writes them, streamed.
+
+        The list's own queryset selects them, so they are the member's accounts' only.
+        """
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            self.message_user(
+                request, "These filters are not valid: nothing exported.", messages.ERROR
+            )
+            return HttpResponseRedirect(
+                reverse("admin:readings_reading_changelist", current_app=self.admin_site.name)
+            )
+        readings = changelist.get_queryset(request)
+        response = StreamingHttpResponse(
+            csv_lines(EXPORT_COLUMNS, export_rows(readings)), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = content_disposition_header(
+            as_attachment=True, filename=self.export_filename(request)
+        )
+        return response
+
+    def export_filename(self, request: HttpRequest) -> str:
+        """``readings-acme-20240131-1530.csv`` (the account's slug when the user has one)."""
+        account_ids = self.account_ids(request, "read")
+        slug = ""
+        if account_ids is not None and len(account_ids) == 1:
+            slug = Account.objects.filter(pk__in=account_ids).values_list("slug", flat=True).first()
+        stamp = f"{timezone.localtime():%Y%m%d-%H%M}"
+        return "-".join(part for part in ("readings", slug, stamp) if part) + ".csv"
 
     # --- the meter's page -------------------------------------------------------------------
 
@@ -685,6 +769,42 @@ class PeriodReadingAdmin(ServiceWrittenAdmin):
 
     def destroy(self, request: HttpRequest, obj: PeriodReading) -> None:
         periods.delete_period_reading(period=obj, actor=admin_actor(request))
+
+
+# --- the import page -------------------------------------------------------------------------
+
+
+def run_readings_import(*, account, path: str, dry_run: bool, user) -> imports.ImportResult:
+    return imports.import_readings(
+        account=account, path=path, dry_run=dry_run, actor_label=f"user:{user.get_username()}"
+    )
+
+
+def run_period_readings_import(*, account, path: str, dry_run: bool, user) -> imports.ImportResult:
+    return imports.import_period_readings(
+        account=account, path=path, dry_run=dry_run, actor_label=f"user:{user.get_username()}"
+    )
+
+
+# The admin's import page (metering.admin_imports) offers readings files too: OPERATOR and up.
+IMPORT_KINDS.setdefault(
+    "readings",
+    ImportKind(
+        label="Index readings",
+        scope="readings",
+        run=run_readings_import,
+        changelist="admin:readings_reading_changelist",
+    ),
+)
+IMPORT_KINDS.setdefault(
+    "period_readings",
+    ImportKind(
+        label="Period readings",
+        scope="readings",
+        run=run_period_readings_import,
+        changelist="admin:readings_periodreading_changelist",
+    ),
+)
 
 
 # The device replacement action on the meter list (its own module; it uses ``admin_actor``).

@@ -74,6 +74,7 @@ from rest_framework import exceptions, serializers
 
 from metering.csv_files import CsvColumns, CsvImport
 from metering.errors import ApiError
+from metering.imports import RejectedRow
 from metering.models import Account, Meter, Register
 from readings import periods, services
 from readings.api import serializers as reading_serializers
@@ -100,15 +101,6 @@ PERIOD_COLUMNS = CsvColumns(
     optional=("cost", "cost_currency", "demand_kw", "is_estimated", "notes"),
     decimals=("consumption", "cost", "demand_kw"),
 )
-
-
-@dataclass(frozen=True)
-class RejectedRow:
-    """A row of the file that was not stored: its line (the header is line 1) and why."""
-
-    line: int
-    code: str
-    message: str
 
 
 @dataclass

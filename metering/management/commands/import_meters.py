@@ -1,177 +1,27 @@
 """``manage.py import_meters PATH --account SLUG [--dry-run] [--errors-out FILE]`` (CONTRACT §7).
 
-Columns are the API's meter fields (CONTRACT §3), references by code instead of id:
-
-- required: ``name``, ``serial_number``, ``meter_type``;
-- optional: ``unit billing_type billing_direction communication_type status multiplier
-  precision_digits max_value is_main_meter manufacturer model_reference description location
-  notes installation_date last_inspection_date next_inspection_date reading_interval
-  properties`` (a JSON object), and ``place_code``, ``estate_code`` (inside ``place_code``, or
-  alone when that code is unique in the account), ``gateway_identifier``,
-  ``parent_serial_number``. ``service_place_id`` and ``tariff_id`` are not imported.
-
-An empty cell takes the API's default. Booleans: ``true``/``false`` (also ``1``/``0``,
-``yes``/``no``); dates ISO ``YYYY-MM-DD``; decimals with a dot, or a comma in a ``;`` file.
-
-A meter whose ``serial_number`` is already in the account is skipped, not changed, so importing
-the same file twice creates nothing the second time. Every other row goes through
-``metering.services.create_meter``, the API's own validation, in a savepoint of its own: a
-refused row is rejected (``validation_error`` with the field messages) and the others go on.
-Reference codes that name nothing are rejected as ``unknown_place``, ``unknown_estate``,
-``ambiguous_estate``, ``unknown_gateway``, ``unknown_parent``.
-
-A parent may come after its sub-meters in the file: a row whose parent is not created yet is
-set aside (only those rows are kept in memory) and retried once the file is read, until no
-more can be placed; what is left is rejected as ``unknown_parent``.
-
-The whole file is one transaction: the accepted rows are stored together, or none if the
-command stops on an error (a non-UTF-8 byte, a crash). ``--dry-run`` rolls it back at the end.
-Exit status and summary line: see ``metering.csv_files``.
+The columns, the rules and the transaction are ``metering.imports.import_meters``', which the
+admin's import page calls too. Exit status and summary line: see ``metering.csv_files``.
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from typing import Any
-
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import IntegrityError, transaction
 
-from metering import services
-from metering.csv_files import CsvColumns, CsvImport, parse_bool
-from metering.models import Account, Estate, Gateway, Meter, Place
+from metering.imports import METER_COLUMNS as COLUMNS
 
-TEXT_FIELDS = (
-    "unit",
-    "billing_type",
-    "billing_direction",
-    "communication_type",
-    "status",
-    "manufacturer",
-    "model_reference",
-    "description",
-    "location",
-    "notes",
+# The names this module defined before metering.imports, for code that imported them here.
+from metering.imports import (  # noqa: F401
+    AccountReferences,
+    ImportResult,
+    ParentNotYet,
+    RecordingCsvImport,
+    RowRejected,
+    import_meter_rows,
+    meter_values,
+    validation_messages,
 )
-# Converted and validated by the model's fields (Meter.full_clean), as the API's are.
-TYPED_FIELDS = (
-    "multiplier",
-    "precision_digits",
-    "max_value",
-    "installation_date",
-    "last_inspection_date",
-    "next_inspection_date",
-    "reading_interval",
-)
-REFERENCES = ("place_code", "estate_code", "gateway_identifier", "parent_serial_number")
-COLUMNS = CsvColumns(
-    required=("name", "serial_number", "meter_type"),
-    optional=(*TEXT_FIELDS, *TYPED_FIELDS, "is_main_meter", "properties", *REFERENCES),
-    decimals=("multiplier", "max_value"),
-)
-
-
-class RowRejected(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-class ParentNotYet(Exception):
-    """The row's parent is neither stored nor created yet: retry after the file."""
-
-
-def validation_messages(exc: ValidationError) -> str:
-    if hasattr(exc, "message_dict"):
-        return "; ".join(
-            f"{name}: {' '.join(messages)}" for name, messages in exc.message_dict.items()
-        )
-    return " ".join(exc.messages)
-
-
-class AccountReferences:
-    """The account's places, estates, gateways and meters by code, loaded once (O(1) queries)."""
-
-    def __init__(self, account: Account) -> None:
-        self.places = dict(
-            Place.objects.filter(account=account).values_list("code", "id").iterator()
-        )
-        self.estates: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        for code, place_code, pk in (
-            Estate.objects.filter(account=account)
-            .values_list("code", "place__code", "id")
-            .iterator()
-        ):
-            self.estates[code].append((place_code, pk))
-        self.gateways = dict(
-            Gateway.objects.filter(account=account).values_list("identifier", "id").iterator()
-        )
-        self.meters = dict(
-            Meter.objects.filter(account=account).values_list("serial_number", "id").iterator()
-        )
-
-    def resolve(self, row: dict[str, str]) -> dict[str, Any]:
-        """The ids of the row's references; :class:`RowRejected` or :class:`ParentNotYet`."""
-        values: dict[str, Any] = {}
-        place_code, estate_code = row.get("place_code", ""), row.get("estate_code", "")
-        if place_code:
-            if place_code not in self.places:
-                raise RowRejected("unknown_place", f"No place with code {place_code!r}.")
-            values["place_id"] = self.places[place_code]
-        if estate_code:
-            candidates = [
-                pk
-                for estate_place, pk in self.estates.get(estate_code, [])
-                if not place_code or estate_place == place_code
-            ]
-            if not candidates:
-                where = f" in place {place_code!r}" if place_code else ""
-                raise RowRejected("unknown_estate", f"No estate with code {estate_code!r}{where}.")
-            if len(candidates) > 1:
-                raise RowRejected(
-                    "ambiguous_estate",
-                    f"Several places have an estate {estate_code!r}: give its place_code.",
-                )
-            values["estate_id"] = candidates[0]
-        identifier = row.get("gateway_identifier", "")
-        if identifier:
-            if identifier not in self.gateways:
-                raise RowRejected("unknown_gateway", f"No gateway with identifier {identifier!r}.")
-            values["gateway_id"] = self.gateways[identifier]
-        parent = row.get("parent_serial_number", "")
-        if parent:
-            if parent not in self.meters:
-                raise ParentNotYet(parent)
-            values["parent_meter_id"] = self.meters[parent]
-        return values
-
-
-def meter_values(row: dict[str, str]) -> dict[str, Any]:
-    """The row's own fields for ``create_meter``; empty cells are left to the defaults."""
-    values: dict[str, Any] = {
-        "name": row["name"],
-        "serial_number": row["serial_number"],
-        "meter_type": row["meter_type"],
-    }
-    for name in (*TEXT_FIELDS, *TYPED_FIELDS):
-        if row.get(name):
-            values[name] = row[name]
-    if row.get("is_main_meter"):
-        try:
-            values["is_main_meter"] = parse_bool(row["is_main_meter"])
-        except ValueError as exc:
-            raise RowRejected("validation_error", f"is_main_meter: {exc}") from None
-    if row.get("properties"):
-        try:
-            properties = json.loads(row["properties"])
-        except ValueError:
-            properties = None
-        if not isinstance(properties, dict):
-            raise RowRejected("validation_error", "properties: must be a JSON object.")
-        values["properties"] = properties
-    return values
+from metering.models import Account
 
 
 class Command(BaseCommand):
@@ -189,65 +39,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, path, account, dry_run, errors_out, **options):
         slug = account
-        with CsvImport(
+        # The file is opened before the account is looked up: an unreadable file is reported
+        # as such, without touching the database.
+        with RecordingCsvImport(
             path, columns=COLUMNS, errors_out=errors_out, stdout=self.stdout, stderr=self.stderr
         ) as csv_import:
             account = Account.objects.filter(slug=slug).first()
             if account is None:
                 raise CommandError(f"Unknown account {slug!r}.")
-            with transaction.atomic():
-                references = AccountReferences(account)
-                waiting: list[tuple[int, dict[str, str]]] = []
-                for line, row in csv_import.rows():
-                    if not self.import_row(account, references, csv_import, line, row):
-                        waiting.append((line, row))
-                # Parents defined later in the file: retry until a round places none.
-                while waiting:
-                    still = [
-                        (line, row)
-                        for line, row in waiting
-                        if not self.import_row(account, references, csv_import, line, row)
-                    ]
-                    if len(still) == len(waiting):
-                        break
-                    waiting = still
-                for line, row in waiting:
-                    csv_import.reject(
-                        line,
-                        "unknown_parent",
-                        f"No meter with serial number {row['parent_serial_number']!r} "
-                        "(neither in the account nor accepted from this file).",
-                    )
-                if dry_run:
-                    transaction.set_rollback(True)
-            csv_import.finish(label="Meters", dry_run=dry_run)
-
-    def import_row(
-        self,
-        account: Account,
-        references: AccountReferences,
-        csv_import: CsvImport,
-        line: int,
-        row: dict[str, str],
-    ) -> bool:
-        """Create, skip or reject one row; ``False`` when its parent is not there yet."""
-        serial = row["serial_number"]
-        if serial and serial in references.meters:
-            csv_import.skipped()
-            return True
-        try:
-            values = {**meter_values(row), **references.resolve(row)}
-            meter = services.create_meter(account=account, values=values)
-        except ParentNotYet:
-            return False
-        except RowRejected as exc:
-            csv_import.reject(line, exc.code, exc.message)
-        except ValidationError as exc:
-            csv_import.reject(line, "validation_error", validation_messages(exc))
-        except IntegrityError as exc:
-            # create_meter's own savepoint is rolled back; the file's transaction goes on.
-            csv_import.reject(line, "conflict", str(exc).splitlines()[0])
-        else:
-            references.meters[meter.serial_number] = meter.pk
-            csv_import.created()
-        return True
+            import_meter_rows(csv_import, account=account, dry_run=dry_run)
+        ImportResult.of(csv_import, dry_run=dry_run).finish("Meters")

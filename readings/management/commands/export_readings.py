@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import QuerySet
 
 from metering.csv_files import write_csv
 from metering.models import Account, Meter
@@ -136,6 +137,20 @@ def csv_rows(readings: Any) -> Iterator[tuple[Any, ...]]:
         )
 
 
+def export_rows(readings: QuerySet[Reading]) -> Iterator[tuple[Any, ...]]:
+    """The CSV rows of ``readings`` (under :data:`COLUMNS`), ordered by meter serial number,
+    register code and reading date, read from a server-side cursor.
+
+    The command and the admin's "Export to CSV" both write these rows.
+    """
+    rows = (
+        readings.order_by("meter__serial_number", "register__code", "reading_date")
+        .values_list(*FIELDS)
+        .iterator(chunk_size=CHUNK_SIZE)
+    )
+    return csv_rows(rows)
+
+
 def parse_day(option: str, text: str | None) -> dt.date | None:
     if text is None:
         return None
@@ -184,19 +199,15 @@ class Command(BaseCommand):
             readings = readings.filter(
                 reading_date__lt=dt.datetime.combine(after, dt.time.min, tzinfo=zone)
             )
-        rows = (
-            readings.order_by("meter__serial_number", "register__code", "reading_date")
-            .values_list(*FIELDS)
-            .iterator(chunk_size=CHUNK_SIZE)
-        )
+        rows = export_rows(readings)
 
         if output is None:
-            write_csv(self.stdout, COLUMNS, csv_rows(rows))
+            write_csv(self.stdout, COLUMNS, rows)
             return
         try:
             handle = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115
         except OSError as exc:
             raise CommandError(f"Cannot write {output}: {exc.strerror}.") from None
         with handle:
-            count = write_csv(handle, COLUMNS, csv_rows(rows))
+            count = write_csv(handle, COLUMNS, rows)
         self.stdout.write(f"Exported {count} readings to {output}.")
