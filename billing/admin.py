@@ -16,12 +16,21 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.utils import timezone
 
 from billing import services as billing_services
-from billing.models import AllocationRule, Charge, Lease, MeterShare, PortalKey, Tariff, Tenant
+from billing.models import (
+    AllocationRule,
+    Charge,
+    Lease,
+    MeterShare,
+    PortalKey,
+    Tariff,
+    Tenant,
+    days_overlap,
+)
 from metering import services as metering_services
 from metering.admin_base import (
     DELETE_ERRORS,
@@ -114,9 +123,7 @@ class LeaseStatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         today = timezone.localdate()
         if self.value() == "current":
-            return queryset.filter(start_date__lte=today).filter(
-                Q(end_date__isnull=True) | Q(end_date__gte=today)
-            )
+            return queryset.filter(days_overlap("start_date", "end_date", today, today))
         if self.value() == "ended":
             return queryset.filter(end_date__lt=today)
         if self.value() == "future":

@@ -24,7 +24,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -467,23 +467,10 @@ class BillingPeriodAdmin(BillingAdmin):
         if count == PAGE_CHARGES:
             count = period.charges.count()
         totals: dict[int, Decimal] = defaultdict(Decimal)
-        charged: set[int] = set()
         for charge in charges:
             if charge.lease_id is not None:
                 totals[charge.lease_id] += charge.total_amount
-                charged.add(charge.lease_id)
-        leases = (
-            Lease.objects.filter(
-                Q(
-                    estate__place_id=period.place_id,
-                    start_date__lte=period.end_date,
-                )
-                & (Q(end_date__isnull=True) | Q(end_date__gte=period.start_date))
-                | Q(pk__in=charged)
-            )
-            .select_related("tenant", "estate")
-            .order_by("estate__code", "start_date")
-        )
+        leases = selectors.period_leases(period=period).order_by("estate__code", "start_date")
         changelist = reverse("admin:billing_charge_changelist")
         context = {
             "period": period,

@@ -193,8 +193,8 @@ def _load(period: BillingPeriod) -> _Inputs:
     estates = list(Estate.objects.filter(place_id=period.place_id).order_by("code", "pk"))
     leases_by_estate: dict[int, list[Lease]] = defaultdict(list)
     for lease in (
-        Lease.objects.filter(estate__place_id=period.place_id, start_date__lte=period.end_date)
-        .filter(Q(end_date__isnull=True) | Q(end_date__gte=period.start_date))
+        Lease.objects.filter(estate__place_id=period.place_id)
+        .during(period.start_date, period.end_date)
         .select_related("tenant")
         .order_by("start_date", "pk")
     ):

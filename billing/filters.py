@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import django_filters
-from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 
-from billing.models import AllocationRule, BillingPeriod, Charge, Lease, MeterShare, Tariff, Tenant
+from billing.models import (
+    AllocationRule,
+    BillingPeriod,
+    Charge,
+    Lease,
+    MeterShare,
+    Tariff,
+    Tenant,
+    days_overlap,
+)
 from metering.api.filters import FilterSet, IdFilter, StrictBooleanFilter
 from metering.models import METER_TYPE_CHOICES
 
@@ -36,7 +44,7 @@ class LeaseFilter(FilterSet):
     @extend_schema_field({"type": "string", "enum": ["true", "false"]})
     def filter_is_current(self, queryset, name, value):
         today = self.request.account.today()
-        current = Q(start_date__lte=today) & (Q(end_date__isnull=True) | Q(end_date__gte=today))
+        current = days_overlap("start_date", "end_date", today, today)
         return queryset.filter(current) if value else queryset.exclude(current)
 
 
@@ -61,9 +69,7 @@ class TariffFilter(FilterSet):
         fields = ["meter_type", "tariff_slot", "valid_on"]
 
     def filter_valid_on(self, queryset, name, value):
-        return queryset.filter(
-            Q(valid_from__lte=value), Q(valid_to__isnull=True) | Q(valid_to__gte=value)
-        )
+        return queryset.filter(days_overlap("valid_from", "valid_to", value, value))
 
 
 class AllocationRuleFilter(FilterSet):

@@ -30,6 +30,15 @@ from metering.models import (
 )
 
 
+def days_overlap(start_field: str, end_field: str, start: dt.date, end: dt.date | None) -> Q:
+    """Rows whose days ``start_field``..``end_field`` (null end: open) share a day with
+    ``start``..``end`` (None: open)."""
+    condition = Q(**{f"{end_field}__isnull": True}) | Q(**{f"{end_field}__gte": start})
+    if end is not None:
+        condition &= Q(**{f"{start_field}__lte": end})
+    return condition
+
+
 def overlapping(
     queryset: models.QuerySet,
     start_field: str,
@@ -37,11 +46,8 @@ def overlapping(
     start: dt.date,
     end: dt.date | None,
 ):
-    """The first row of ``queryset`` whose days ``start_field``..``end_field`` (null: open)
-    share a day with ``start``..``end`` (None: open), or None."""
-    condition = Q(**{f"{end_field}__isnull": True}) | Q(**{f"{end_field}__gte": start})
-    if end is not None:
-        condition &= Q(**{f"{start_field}__lte": end})
+    """The first row of ``queryset`` whose days share a day with ``start``..``end``, or None."""
+    condition = days_overlap(start_field, end_field, start, end)
     return queryset.filter(condition).order_by(start_field).first()
 
 
@@ -63,6 +69,16 @@ class Tenant(TimeStampedModel):
         return self.name
 
 
+class LeaseQuerySet(AccountScopedQuerySet):
+    def during(self, start: dt.date, end: dt.date) -> LeaseQuerySet:
+        """The leases with days in ``start``..``end``."""
+        return self.filter(days_overlap("start_date", "end_date", start, end))
+
+    def current(self, today: dt.date) -> LeaseQuerySet:
+        """The leases running ``today`` (CONTRACT §6)."""
+        return self.during(today, today)
+
+
 class Lease(TimeStampedModel):
     """A tenant's occupation of an estate from ``start_date`` to ``end_date`` (null: ongoing)."""
 
@@ -73,7 +89,7 @@ class Lease(TimeStampedModel):
     start_date = models.DateField()
     end_date = models.DateField(null=True, blank=True)
 
-    objects = AccountScopedQuerySet.as_manager()
+    objects = LeaseQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]

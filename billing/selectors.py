@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from billing.models import BillingPeriod, Charge, Lease, MeterShare
 from metering.models import Estate, Meter
@@ -47,6 +47,18 @@ def lease_meters(*, leases: Sequence[Lease]) -> dict[int, list[Meter]]:
             ):
                 by_estate[estate_id].append(meter)
     return {lease.pk: by_estate.get(lease.estate_id, []) for lease in leases}
+
+
+def period_leases(*, period: BillingPeriod) -> QuerySet[Lease]:
+    """The leases a period has statements for: those of its place's estates with days in the
+    period, and any other with lines in it (tenant and estate loaded)."""
+    has_lines = Exists(Charge.objects.filter(billing_period=period, lease=OuterRef("pk")))
+    in_place = Lease.objects.filter(estate__place_id=period.place_id).during(
+        period.start_date, period.end_date
+    )
+    return Lease.objects.filter(Q(pk__in=in_place.values("pk")) | Q(has_lines)).select_related(
+        "tenant", "estate"
+    )
 
 
 @dataclass(frozen=True)

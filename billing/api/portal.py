@@ -83,9 +83,7 @@ class PortalMixin(AccountScopedMixin):
         if not hasattr(self, "_current_leases"):
             today = self.request.account.today()
             leases = Lease.objects.filter(account=self.request.account, tenant=self.tenant)
-            self._current_leases = [
-                lease for lease in leases.order_by("start_date", "id") if lease.is_current(today)
-            ]
+            self._current_leases = list(leases.current(today).order_by("start_date", "id"))
         return self._current_leases
 
     def meter_ids(self) -> set[int]:

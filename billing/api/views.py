@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular import openapi
 from drf_spectacular.types import OpenApiTypes
@@ -366,16 +365,8 @@ class StatementView(BillingPeriodChildMixin, AccountScopedMixin, generics.Generi
         """The lease in the path: of an estate of the period's place with days in the period,
         or with lines in it (404 otherwise, as for another account's)."""
         period = self.billing_period()
-        related = Q(estate__place_id=period.place_id, start_date__lte=period.end_date) & (
-            Q(end_date__isnull=True) | Q(end_date__gte=period.start_date)
-        )
-        has_lines = Exists(Charge.objects.filter(billing_period=period, lease=OuterRef("pk")))
-        lease = (
-            self.get_queryset()
-            .filter(related | Q(has_lines), pk=self.kwargs["lease_id"])
-            .select_related("tenant", "estate")
-            .first()
-        )
+        leases = self.scope_queryset(selectors.period_leases(period=period))
+        lease = leases.filter(pk=self.kwargs["lease_id"]).first()
         if lease is None:
             raise exceptions.NotFound("No lease with this id in this billing period.")
         return lease
