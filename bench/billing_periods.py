@@ -59,7 +59,6 @@ def build(options: argparse.Namespace) -> None:
     from decimal import Decimal
 
     from django.core.management import call_command
-    from django.db import connection, transaction
 
     from billing.models import AllocationRule, Lease, MeterShare, Tariff, Tenant
     from metering import services
@@ -141,37 +140,14 @@ def build(options: argparse.Namespace) -> None:
         },
     )
     AllocationRule.objects.create(account=account, meter=collective, basis="SHARES")
-    origin = dt.datetime.combine(start, dt.time(6))
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL session_replication_role = replica")
-        cursor.execute(
-            """
-            INSERT INTO readings_reading (
-                created_at, updated_at, reading_date, value, reading_type, is_estimated,
-                is_billing_reading, photo_url, reader_name, notes, source, created_by,
-                previous_value, consumption, is_rollover,
-                flag_deviation, flag_spike, flag_drop, flag_negative,
-                account_id, meter_id, register_id, lease_id)
-            SELECT now(), now(), ((%(origin)s::timestamp + i * interval '1 day')
-                    AT TIME ZONE 'Europe/Paris'),
-                i * 7.5, 'AUTOMATIC', false, false, '', '', '', 'IMPORT', %(actor)s,
-                CASE WHEN i > 0 THEN (i - 1) * 7.5 END, CASE WHEN i > 0 THEN 7.5 END, false,
-                false, false, false, false,
-                %(account)s, r.meter_id, r.id, NULL
-            FROM generate_series(0, %(last)s) AS i
-            CROSS JOIN metering_register r
-            JOIN metering_meter m ON m.id = r.meter_id
-            WHERE r.is_default AND m.place_id = %(place)s
-            ORDER BY i, r.id
-            """,
-            {
-                "origin": origin,
-                "actor": loading.LOAD_ACTOR,
-                "account": str(account.pk),
-                "last": options.days - 1,
-                "place": place.pk,
-            },
-        )
+    loading.load_daily_readings(
+        account_id=str(account.pk),
+        place_id=place.pk,
+        origin=dt.datetime.combine(start, dt.time(6)),
+        zone="Europe/Paris",
+        days=options.days,
+        daily="7.5",
+    )
     loading.vacuum_analyze()
 
 

@@ -154,7 +154,6 @@ def load_place(
 ) -> None:
     """A place of ``--place-meters`` water meters read once a day at 06:00 local time for
     ``--place-days`` days (1.25 m³ a day), set-based, with the chain the engine would store."""
-    from django.db import connection, transaction
 
     from metering import services
     from metering.models import Account, Place
@@ -171,38 +170,14 @@ def load_place(
                 "place": place,
             },
         )
-    origin = dt.datetime.combine(first_day, dt.time(6), tzinfo=zone)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL session_replication_role = replica")
-        cursor.execute(
-            """
-            INSERT INTO readings_reading (
-                created_at, updated_at, reading_date, value, reading_type, is_estimated,
-                is_billing_reading, photo_url, reader_name, notes, source, created_by,
-                previous_value, consumption, is_rollover,
-                flag_deviation, flag_spike, flag_drop, flag_negative,
-                account_id, meter_id, register_id, lease_id)
-            SELECT now(), now(),
-                (((%(origin)s::timestamp + i * interval '1 day') AT TIME ZONE %(zone)s)),
-                i * 1.25, 'AUTOMATIC', false, false, '', '', '', 'IMPORT', %(actor)s,
-                CASE WHEN i > 0 THEN (i - 1) * 1.25 END, CASE WHEN i > 0 THEN 1.25 END, false,
-                false, false, false, false,
-                %(account)s, r.meter_id, r.id, NULL
-            FROM generate_series(0, %(last)s) AS i
-            CROSS JOIN metering_register r
-            JOIN metering_meter m ON m.id = r.meter_id
-            WHERE r.is_default AND m.place_id = %(place)s
-            ORDER BY i, r.id
-            """,
-            {
-                "origin": origin.replace(tzinfo=None),
-                "zone": options.timezone,
-                "actor": loading.LOAD_ACTOR,
-                "account": account_id,
-                "last": options.place_days - 1,
-                "place": place.pk,
-            },
-        )
+    loading.load_daily_readings(
+        account_id=account_id,
+        place_id=place.pk,
+        origin=dt.datetime.combine(first_day, dt.time(6)),
+        zone=options.timezone,
+        days=options.place_days,
+        daily="1.25",
+    )
 
 
 def describe(options: argparse.Namespace, key: str = "", new_key: bool = False) -> Data:

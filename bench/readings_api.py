@@ -345,6 +345,50 @@ def load_history(account_id: str, readings: int, origin: dt.datetime, step: dt.t
     Meter.objects.filter(account_id=account_id).refresh_last_readings()
 
 
+def load_daily_readings(
+    *, account_id: str, place_id: int, origin: dt.datetime, zone: str, days: int, daily: str
+) -> None:
+    """``days`` daily readings on the default register of every meter of a place, from the
+    local time ``origin`` (naive) in ``zone``, rising ``daily`` a day, set-based with the chain
+    the engine would store (no flag: the consumption is constant)."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute(
+            """
+            INSERT INTO readings_reading (
+                created_at, updated_at, reading_date, value, reading_type, is_estimated,
+                is_billing_reading, photo_url, reader_name, notes, source, created_by,
+                previous_value, consumption, is_rollover,
+                flag_deviation, flag_spike, flag_drop, flag_negative,
+                account_id, meter_id, register_id, lease_id)
+            SELECT now(), now(),
+                (((%(origin)s::timestamp + i * interval '1 day') AT TIME ZONE %(zone)s)),
+                i * %(daily)s::numeric, 'AUTOMATIC', false, false, '', '', '', 'IMPORT',
+                %(actor)s,
+                CASE WHEN i > 0 THEN (i - 1) * %(daily)s::numeric END,
+                CASE WHEN i > 0 THEN %(daily)s::numeric END, false,
+                false, false, false, false,
+                %(account)s, r.meter_id, r.id, NULL
+            FROM generate_series(0, %(last)s) AS i
+            CROSS JOIN metering_register r
+            JOIN metering_meter m ON m.id = r.meter_id
+            WHERE r.is_default AND m.place_id = %(place)s
+            ORDER BY i, r.id
+            """,
+            {
+                "origin": origin,
+                "zone": zone,
+                "daily": daily,
+                "actor": LOAD_ACTOR,
+                "account": account_id,
+                "last": days - 1,
+                "place": place_id,
+            },
+        )
+
+
 def vacuum_analyze() -> None:
     from django.db import connection
 
