@@ -12,11 +12,12 @@ validated and written in a transaction that is rolled back at the end), plus wha
 passes through: ``errors_out`` (the ``--errors-out`` file), ``stdout`` and ``stderr``. It
 returns an :class:`ImportResult` and never raises because rows are rejected; a file that cannot
 be read at all (missing, not UTF-8, a wrong header) is a ``CommandError`` whose message is meant
-for a person, and nothing of the file is stored. A command ends with ``result.finish(label)``:
-the summary line and its exit status (``metering.csv_files``).
+for a person, and nothing of the file is stored. A command raises
+``CommandError(result.failure, returncode=1)`` when ``result.failure`` is set (rows rejected).
 
 For another kind of rows (``readings.imports``), read the file through
-:class:`RecordingCsvImport` and return ``ImportResult.of(csv_import, dry_run=dry_run)``.
+:class:`RecordingCsvImport` and return ``ImportResult.of(csv_import, label=..., dry_run=...)``
+before the file is closed.
 
 Meters (``import_meters``): the columns are the API's meter fields (CONTRACT §3), references by
 code instead of id:
@@ -51,18 +52,19 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from django.core.exceptions import ValidationError
+from django.core.management.base import CommandError
 from django.db import IntegrityError, transaction
 
 from metering import services
 from metering.csv_files import CsvColumns, CsvImport, parse_bool
 from metering.models import Account, Estate, Gateway, Meter, Place
 
-# Rejected rows an ImportResult keeps (the counts stay exact): what a page can show, while a
-# file of a million bad rows still fits in memory. The errors file has them all.
+# Rejected rows an ImportResult keeps (the counts stay exact): what a page can show. The
+# errors file has them all.
 REJECTED_ROWS_KEPT = 1000
 
 
@@ -75,54 +77,61 @@ class RejectedRow(NamedTuple):
 
 
 class RecordingCsvImport(CsvImport):
-    """A :class:`CsvImport` that also keeps the first rejected rows (an :class:`ImportResult`'s)."""
+    """A :class:`CsvImport` that holds its rejected rows until :meth:`report_rejected`: they are
+    then reported (stderr, the errors file, the count) in line order, whatever order the import
+    found them in (meters whose parent comes later, readings written meter by meter)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.rejected_rows: list[RejectedRow] = []
+        self.pending: list[RejectedRow] = []
 
     def reject(self, line: int, code: str, message: str) -> None:
-        if len(self.rejected_rows) < REJECTED_ROWS_KEPT:
-            self.rejected_rows.append(RejectedRow(line, code, message))
-        super().reject(line, code, message)
+        self.pending.append(RejectedRow(line, code, message))
+
+    def report_rejected(self) -> list[RejectedRow]:
+        """Report the held rows in line order; the first :data:`REJECTED_ROWS_KEPT` of them."""
+        rows, self.pending = sorted(self.pending, key=lambda row: row.line), []
+        for row in rows:
+            super().reject(row.line, row.code, row.message)
+        return rows[:REJECTED_ROWS_KEPT]
 
 
 @dataclass
 class ImportResult:
     """What an import did: counts of rows ``created``, ``skipped`` (already there) and
-    ``rejected``, and the first rejected rows (:class:`RejectedRow`: ``line``, ``code``,
-    ``message``), at most :data:`REJECTED_ROWS_KEPT` of them. With ``dry_run`` nothing was
-    stored: the counts say what the import would do."""
+    ``rejected``, the first rejected rows (:class:`RejectedRow`: ``line``, ``code``,
+    ``message``) in line order, at most :data:`REJECTED_ROWS_KEPT` of them, the ``summary``
+    line, and ``failure``: the command's error when rows were rejected (exit status 1), else
+    "". With ``dry_run`` nothing was stored: the counts say what the import would do."""
 
     created: int
     skipped: int
     rejected: int
     rejected_rows: list[RejectedRow]
-    dry_run: bool = False
-    # The file's reader, for a command's summary line and exit status.
-    csv_import: CsvImport | None = field(default=None, repr=False, compare=False)
+    dry_run: bool
+    summary: str
+    failure: str = ""
 
     @classmethod
-    def of(cls, csv_import: RecordingCsvImport, *, dry_run: bool) -> ImportResult:
+    def of(cls, csv_import: RecordingCsvImport, *, label: str, dry_run: bool) -> ImportResult:
+        """The result of an import read through ``csv_import``, still open: its rejected rows
+        are reported, and the summary printed on the command's stdout (when it has one)."""
+        kept = csv_import.report_rejected()
+        try:
+            csv_import.finish(label=label, dry_run=dry_run)
+            failure = ""
+        except CommandError as exc:
+            failure = str(exc)
         counts = csv_import.counts
         return cls(
             created=counts["created"],
             skipped=counts["skipped"],
             rejected=counts["rejected"],
-            rejected_rows=list(csv_import.rejected_rows),
+            rejected_rows=kept,
             dry_run=dry_run,
-            csv_import=csv_import,
+            summary=csv_import.summary(label=label, dry_run=dry_run),
+            failure=failure,
         )
-
-    def summary(self, label: str) -> str:
-        """``Meters: 3 created, 1 skipped (already there), 2 rejected.`` (see csv_files)."""
-        assert self.csv_import is not None
-        return self.csv_import.summary(label=label, dry_run=self.dry_run)
-
-    def finish(self, label: str) -> None:
-        """A command's end: the summary on its stdout, exit status 1 if any row was rejected."""
-        assert self.csv_import is not None
-        self.csv_import.finish(label=label, dry_run=self.dry_run)
 
 
 # --- meters --------------------------------------------------------------------------------
@@ -275,7 +284,7 @@ def import_meters(
         path, columns=METER_COLUMNS, errors_out=errors_out, stdout=stdout, stderr=stderr
     ) as csv_import:
         import_meter_rows(csv_import, account=account, dry_run=dry_run)
-    return ImportResult.of(csv_import, dry_run=dry_run)
+        return ImportResult.of(csv_import, label="Meters", dry_run=dry_run)
 
 
 def import_meter_rows(csv_import: CsvImport, *, account: Account, dry_run: bool = False) -> None:

@@ -72,9 +72,9 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, transaction
 from rest_framework import exceptions, serializers
 
-from metering.csv_files import CsvColumns, CsvImport
+from metering.csv_files import CsvColumns
 from metering.errors import ApiError
-from metering.imports import RejectedRow
+from metering.imports import ImportResult, RecordingCsvImport, RejectedRow
 from metering.models import Account, Meter, Register
 from readings import periods, services
 from readings.api import serializers as reading_serializers
@@ -101,40 +101,6 @@ PERIOD_COLUMNS = CsvColumns(
     optional=("cost", "cost_currency", "demand_kw", "is_estimated", "notes"),
     decimals=("consumption", "cost", "demand_kw"),
 )
-
-
-@dataclass
-class ImportResult:
-    """What an import did: counts, rejected rows in line order, the summary line."""
-
-    created: int
-    skipped: int
-    rejected_rows: list[RejectedRow]
-    dry_run: bool
-    summary: str
-    # "3 rows rejected, listed in errors.csv.": the command's error (exit status 1); "" if none.
-    failure: str = ""
-
-    @property
-    def rejected(self) -> int:
-        return len(self.rejected_rows)
-
-
-class _FileImport(CsvImport):
-    """A :class:`CsvImport` whose rejected rows are kept and reported in line order at the end
-    (the engine rejects rows meter by meter, not in the file's order)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.rejected_rows: list[RejectedRow] = []
-
-    def reject(self, line: int, code: str, message: str) -> None:
-        self.rejected_rows.append(RejectedRow(line, code, message))
-
-    def report_rejected(self) -> None:
-        self.rejected_rows.sort(key=lambda row: row.line)
-        for row in self.rejected_rows:
-            super().reject(row.line, row.code, row.message)
 
 
 def _messages(detail: Any) -> str:
@@ -302,7 +268,7 @@ def _import(
     actor_label: str,
 ) -> ImportResult:
     actor = services.Actor(actor_label, "IMPORT")
-    with _FileImport(
+    with RecordingCsvImport(
         path, columns=kind.columns, errors_out=errors_out, stdout=stdout, stderr=stderr
     ) as csv_import:
         try:
@@ -320,23 +286,10 @@ def _import(
                 f"{path}: the import stopped on a database error, nothing was stored: {reason}",
                 returncode=1,
             ) from None
-        csv_import.report_rejected()
-        try:
-            csv_import.finish(label=kind.label, dry_run=dry_run)
-            failure = ""
-        except CommandError as exc:
-            failure = str(exc)
-        return ImportResult(
-            created=csv_import.counts["created"],
-            skipped=csv_import.counts["skipped"],
-            rejected_rows=csv_import.rejected_rows,
-            dry_run=dry_run,
-            summary=csv_import.summary(label=kind.label, dry_run=dry_run),
-            failure=failure,
-        )
+        return ImportResult.of(csv_import, label=kind.label, dry_run=dry_run)
 
 
-def _read(kind: _Kind, account: Account, csv_import: _FileImport) -> dict[int, list]:
+def _read(kind: _Kind, account: Account, csv_import: RecordingCsvImport) -> dict[int, list]:
     """The file's valid rows by meter id: ``{meter id: [(line, engine input), ...]}``."""
     meters = dict(
         Meter.objects.filter(account=account).values_list("serial_number", "id").iterator()
@@ -369,7 +322,7 @@ def _write(
     meter_id: int,
     sorted_out: tuple[list[tuple[int, Any]], int, list[RejectedRow]],
     actor: services.Actor,
-    csv_import: _FileImport,
+    csv_import: RecordingCsvImport,
 ) -> None:
     """One meter's rows through the engine, in one call; its item errors become rejected rows."""
     to_create, skipped, rejected = sorted_out

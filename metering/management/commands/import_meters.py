@@ -48,4 +48,6 @@ class Command(BaseCommand):
             if account is None:
                 raise CommandError(f"Unknown account {slug!r}.")
             import_meter_rows(csv_import, account=account, dry_run=dry_run)
-        ImportResult.of(csv_import, dry_run=dry_run).finish("Meters")
+            result = ImportResult.of(csv_import, label="Meters", dry_run=dry_run)
+        if result.failure:
+            raise CommandError(result.failure, returncode=1)
