@@ -221,19 +221,23 @@ class CsvImport:
             if self._line == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             try:
-                yield raw.decode("utf-8")
+                text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise CommandError(
                     f"{self.path} is not UTF-8: line {self._line}, byte {exc.start + 1} "
                     f"(0x{raw[exc.start]:02x}). Save the file as UTF-8."
                 ) from None
+            if "\x00" in text:  # a UTF-16 or binary file: no text cell holds it
+                raise CommandError(
+                    f"{self.path} is not a text CSV file: line {self._line} holds a NUL "
+                    "character (0x00). Save the file as UTF-8."
+                )
+            yield text
 
-    def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
-        """``(line number, {column: text})`` for each data row; the header is line 1.
-
-        Cells are stripped; decimal columns of a ``;`` file have their decimal comma turned
-        into a dot; ignored columns are dropped.
-        """
+    def cells(self) -> Iterator[tuple[int, list[str]]]:
+        """``(line number, [cell, ...])`` for each data row as the file has it: cells neither
+        stripped nor counted, blank lines left out. Reads the header first (checked, as
+        :attr:`header`) and draws the progress bar."""
         lines = self._lines()
         first = next(lines, None)
         if first is None or not first.strip():
@@ -243,23 +247,36 @@ class CsvImport:
         self.header = [name.strip() for name in next(reader)]
         self.columns.check_header(self.header, self.path)
 
-        decimals = set(self.columns.decimals) if self.delimiter == ";" else set()
-        ignored = set(self.columns.ignored)
         progress = self._progress_bar()
         row_start = self._line + 1
-        for cells in reader:
+        for rows, cells in enumerate(reader, 1):
             line, row_start = row_start, self._line + 1
             if progress:
-                progress.update(self._bytes_read, self.total_rows)
+                progress.update(self._bytes_read, rows)
+            if cells:
+                yield line, cells
+        if progress:
+            progress.close()
+
+    def malformed(self, count: int) -> str:
+        """The message of a row of ``count`` cells, more than the header's columns."""
+        return f"{count} cells for {len(self.header)} columns (delimiter {self.delimiter!r})."
+
+    def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
+        """``(line number, {column: text})`` for each data row; the header is line 1.
+
+        Cells are stripped; decimal columns of a ``;`` file have their decimal comma turned
+        into a dot; ignored columns are dropped; rows of empty cells are left out.
+        """
+        ignored = set(self.columns.ignored)
+        decimals: set[str] | None = None
+        for line, cells in self.cells():
+            if decimals is None:  # the delimiter is known once the header is read
+                decimals = set(self.columns.decimals) if self.delimiter == ";" else set()
             if not any(cell.strip() for cell in cells):
                 continue
             if len(cells) > len(self.header):
-                self.reject(
-                    line,
-                    "malformed_row",
-                    f"{len(cells)} cells for {len(self.header)} columns "
-                    f"(delimiter {self.delimiter!r}).",
-                )
+                self.reject(line, "malformed_row", self.malformed(len(cells)))
                 continue
             values: dict[str, str] = {}
             for name, cell in itertools.zip_longest(self.header, cells, fillvalue=""):
@@ -268,8 +285,6 @@ class CsvImport:
                 text = cell.strip()
                 values[name] = normalise_decimal_comma(text) if name in decimals else text
             yield line, values
-        if progress:
-            progress.close()
 
     def _progress_bar(self) -> ProgressBar | None:
         isatty = getattr(self.stdout, "isatty", None)
@@ -279,15 +294,11 @@ class CsvImport:
 
     # --- result -----------------------------------------------------------------------------
 
-    @property
-    def total_rows(self) -> int:
-        return sum(self.counts.values())
+    def created(self, count: int = 1) -> None:
+        self.counts["created"] += count
 
-    def created(self) -> None:
-        self.counts["created"] += 1
-
-    def skipped(self) -> None:
-        self.counts["skipped"] += 1
+    def skipped(self, count: int = 1) -> None:
+        self.counts["skipped"] += count
 
     def reject(self, line: int, code: str, message: str) -> None:
         """Count a rejected row, show it on stderr and write it to the errors file."""

@@ -79,21 +79,29 @@ class RejectedRow(NamedTuple):
 class RecordingCsvImport(CsvImport):
     """A :class:`CsvImport` that holds its rejected rows until :meth:`report_rejected`: they are
     then reported (stderr, the errors file, the count) in line order, whatever order the import
-    found them in (meters whose parent comes later, readings written meter by meter)."""
+    found them in (meters whose parent comes later, readings written meter by meter). An import
+    that finds them in line order already reports each with :meth:`report`, holding none."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pending: list[RejectedRow] = []
+        self.reported: list[RejectedRow] = []
 
     def reject(self, line: int, code: str, message: str) -> None:
         self.pending.append(RejectedRow(line, code, message))
 
+    def report(self, line: int, code: str, message: str) -> None:
+        """Report a rejected row now; the first :data:`REJECTED_ROWS_KEPT` are kept."""
+        super().reject(line, code, message)
+        if len(self.reported) < REJECTED_ROWS_KEPT:
+            self.reported.append(RejectedRow(line, code, message))
+
     def report_rejected(self) -> list[RejectedRow]:
-        """Report the held rows in line order; the first :data:`REJECTED_ROWS_KEPT` of them."""
+        """Report the held rows in line order; the first :data:`REJECTED_ROWS_KEPT` rows."""
         rows, self.pending = sorted(self.pending, key=lambda row: row.line), []
         for row in rows:
-            super().reject(row.line, row.code, row.message)
-        return rows[:REJECTED_ROWS_KEPT]
+            self.report(*row)
+        return self.reported
 
 
 @dataclass

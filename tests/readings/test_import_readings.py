@@ -14,7 +14,7 @@ from django.core.management import CommandError, ManagementUtility, call_command
 from django.db import OperationalError, connections
 
 from metering.models import Account, Meter
-from readings import domain, imports, services
+from readings import bulk_import, domain, imports, services
 from readings.models import Reading
 from readings.selectors import ReadingEvent, reading_history
 from tests.factories import AccountFactory, MeterFactory, RegisterFactory
@@ -279,15 +279,14 @@ def test_a_database_error_in_the_middle_stores_nothing(account, tmp_path, monkey
         + "\n"
         + "".join(f"M-{n},,2024-01-0{d}T00:00:00Z,{d}\n" for d in (1, 2) for n in range(3)),
     )
-    engine = services.create_readings
-    failing = meters[1].pk  # the second meter's batch, after the first one is written
+    write_chain = bulk_import._write_chain
 
-    def create_readings(*, meter, items, actor):
-        if meter.pk == failing:
-            raise OperationalError("server closed the connection unexpectedly")
-        return engine(meter=meter, items=items, actor=actor)
+    def written_then_failing(*args, **kwargs):
+        created = write_chain(*args, **kwargs)  # the readings are in the table now
+        assert Reading.objects.filter(meter__in=meters).count() == created == 6
+        raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "create_readings", create_readings)
+    monkeypatch.setattr(bulk_import, "_write_chain", written_then_failing)
     # As from the shell: manage.py's CommandError handling (the test's connection stays open).
     monkeypatch.setattr(connections, "close_all", lambda: None)
     utility = ManagementUtility(
@@ -302,6 +301,30 @@ def test_a_database_error_in_the_middle_stores_nothing(account, tmp_path, monkey
         f"CommandError: {path}: the import stopped on a database error, nothing was stored: "
         "server closed the connection unexpectedly"
     ]
+    assert not Reading.objects.exists()
+
+
+def test_the_engine_path_stops_whole_on_a_database_error_too(account, tmp_path, monkeypatch):
+    """The path of SQLite: meter by meter through the engine, still one transaction."""
+    meters = [MeterFactory(account=account, serial_number=f"M-{n}") for n in range(3)]
+    path = write(
+        tmp_path,
+        HEADER
+        + "\n"
+        + "".join(f"M-{n},,2024-01-0{d}T00:00:00Z,{d}\n" for d in (1, 2) for n in range(3)),
+    )
+    engine = services.create_readings
+    failing = meters[1].pk  # the second meter's batch, after the first one is written
+
+    def create_readings(*, meter, items, actor):
+        if meter.pk == failing:
+            assert Reading.objects.filter(meter=meters[0]).count() == 2
+            raise OperationalError("server closed the connection unexpectedly")
+        return engine(meter=meter, items=items, actor=actor)
+
+    monkeypatch.setattr(services, "create_readings", create_readings)
+    with pytest.raises(CommandError, match="nothing was stored: server closed the connection"):
+        imports.import_readings(account=account, path=path, set_based=False)
     assert not Reading.objects.exists()
 
 
