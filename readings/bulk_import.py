@@ -66,7 +66,7 @@ FUTURE = "A reading cannot be more than 5 minutes in the future."
 TABLES = (
     "import_raw",
     "import_text",
-    "import_parts",
+    "import_dates",
     "import_typed",
     "import_python",
     "import_first",
@@ -158,6 +158,8 @@ def import_rows(*, account: Account, csv_import: CsvImport, actor: services.Acto
     decimal_comma = csv_import.delimiter == ";"
     settings = services.thresholds(account)
     with connection.cursor() as cursor:
+        # Sorts and hashes of the file's rows in memory, for this transaction only.
+        cursor.execute("SET LOCAL work_mem = '256MB'")
         _type_rows(cursor, account, header, decimal_comma)
         _validate_in_python(cursor, account)
         _check_rows(cursor, account)
@@ -209,87 +211,86 @@ def _type_rows(cursor: Any, account: Account, header: list[str], decimal_comma: 
         r"^(\d{4})-(\d{2})-(\d{2})"
         r"([T ](\d{2}):(\d{2})(:(\d{2})(\.\d{1,6})?)?(Z|[+-](\d{2}):\d{2})?)?$"
     )
+    # Each distinct date text is read once (a file repeats its dates across its meters): the
+    # instant, or NULL when the text is not in the simple shape, has an impossible part, or
+    # has no offset and falls within 3 hours of a change of the account's UTC offset.
+    valid = """
+        parts IS NOT NULL
+        AND parts[1]::int BETWEEN 1000 AND 9998
+        AND parts[2]::int BETWEEN 1 AND 12
+        AND parts[3]::int BETWEEN 1 AND 28 + CASE
+            WHEN parts[2]::int = 2 THEN
+                CASE WHEN parts[1]::int %% 4 = 0
+                      AND (parts[1]::int %% 100 <> 0 OR parts[1]::int %% 400 = 0)
+                     THEN 1 ELSE 0 END
+            WHEN parts[2]::int IN (4, 6, 9, 11) THEN 2 ELSE 3 END
+        AND (parts[4] IS NULL OR (
+            parts[5]::int <= 23 AND parts[6]::int <= 59
+            AND coalesce(parts[8]::int, 0) <= 59 AND coalesce(parts[11]::int, 0) <= 14))
+    """
     cursor.execute(
-        """
-        CREATE TEMPORARY TABLE import_parts ON COMMIT DROP AS
-        SELECT t.*, m.id AS meter_id, regexp_match(t.reading_date, %(date)s) AS parts
-        FROM import_text t
-        LEFT JOIN metering_meter m
-            ON m.account_id = %(account)s AND m.serial_number = t.serial_number
-        """,
-        {"date": date_pattern, "account": account.pk},
+        f"""
+        CREATE TEMPORARY TABLE import_dates ON COMMIT DROP AS
+        SELECT date_text, CASE
+            WHEN parts[10] IS NOT NULL THEN instant
+            WHEN (instant - interval '3 hours') AT TIME ZONE %(zone)s
+                 - ((instant - interval '3 hours') AT TIME ZONE 'UTC')
+               = (instant + interval '3 hours') AT TIME ZONE %(zone)s
+                 - ((instant + interval '3 hours') AT TIME ZONE 'UTC') THEN instant
+        END AS instant
+        FROM (
+            SELECT date_text, parts, CASE WHEN {valid} THEN
+                CASE WHEN parts[10] IS NOT NULL THEN date_text::timestamptz
+                     ELSE date_text::timestamp AT TIME ZONE %(zone)s END
+            END AS instant
+            FROM (
+                SELECT date_text, regexp_match(date_text, %(date)s) AS parts
+                FROM (SELECT DISTINCT reading_date AS date_text FROM import_text) texts
+            ) matched
+        ) parsed
+        """,  # noqa: S608 (only constant SQL is formatted in)
+        {"date": date_pattern, "zone": account.timezone},
     )
     simple = """
-        p.problem IS NULL AND p.meter_id IS NOT NULL AND p.parts IS NOT NULL
-        AND p.parts[1]::int BETWEEN 1000 AND 9998
-        AND p.parts[2]::int BETWEEN 1 AND 12
-        AND p.parts[3]::int BETWEEN 1 AND 28 + CASE
-            WHEN p.parts[2]::int = 2 THEN
-                CASE WHEN p.parts[1]::int %% 4 = 0
-                      AND (p.parts[1]::int %% 100 <> 0 OR p.parts[1]::int %% 400 = 0)
-                     THEN 1 ELSE 0 END
-            WHEN p.parts[2]::int IN (4, 6, 9, 11) THEN 2 ELSE 3 END
-        AND (p.parts[4] IS NULL OR (
-            p.parts[5]::int <= 23 AND p.parts[6]::int <= 59
-            AND coalesce(p.parts[8]::int, 0) <= 59 AND coalesce(p.parts[11]::int, 0) <= 14))
-        AND p.value ~ '^\\d{1,14}(\\.\\d{1,6})?$'
-        AND (p.reading_type = '' OR p.reading_type = ANY(%(choices)s))
-        AND (p.is_estimated = '' OR lower(p.is_estimated) = ANY(%(booleans)s))
-        AND (p.is_billing_reading = '' OR lower(p.is_billing_reading) = ANY(%(booleans)s))
-        AND char_length(p.register) <= 50 AND char_length(p.reader_name) <= 100
-        AND p.photo_url = ''
+        t.problem IS NULL AND m.id IS NOT NULL AND d.instant IS NOT NULL
+        AND t.value ~ '^[0-9]{1,14}([.][0-9]{1,6})?$'
+        AND (t.reading_type = '' OR t.reading_type = ANY(%(choices)s))
+        AND (t.is_estimated = '' OR lower(t.is_estimated) = ANY(%(booleans)s))
+        AND (t.is_billing_reading = '' OR lower(t.is_billing_reading) = ANY(%(booleans)s))
+        AND char_length(t.register) <= 50 AND char_length(t.reader_name) <= 100
+        AND t.photo_url = ''
     """
-    local = "(p.reading_date::timestamp AT TIME ZONE %(zone)s)"
     cursor.execute(
         f"""
         CREATE TEMPORARY TABLE import_typed ON COMMIT DROP AS
-        SELECT line, problem, serial_number, meter_id, register, reading_date AS date_text,
-               reading_type, is_estimated, is_billing_reading, reader_name, notes, photo_url,
-               value AS value_text, is_simple,
+        SELECT line, problem, serial_number, meter_id, register, date_text,
+               reader_name, notes, photo_url, value_text, is_simple,
                CASE WHEN is_simple THEN instant END AS reading_date,
-               CASE WHEN is_simple THEN value::numeric END AS value
+               CASE WHEN is_simple THEN value_text::numeric END AS value,
+               CASE WHEN NOT is_simple THEN NULL
+                    WHEN reading_type = '' THEN 'MANUAL' ELSE reading_type END AS typed_type,
+               CASE WHEN NOT is_simple OR is_estimated = '' THEN NULL
+                    ELSE lower(is_estimated) = ANY(%(true)s) END AS typed_estimated,
+               CASE WHEN is_simple THEN lower(is_billing_reading) = ANY(%(true)s)
+                    END AS typed_billing,
+               reading_type, is_estimated, is_billing_reading, NULL::text AS python_error
         FROM (
-            SELECT p.*, s.instant,
-                   s.instant IS NOT NULL AND (
-                       p.parts[10] IS NOT NULL
-                       OR (s.instant - interval '3 hours') AT TIME ZONE %(zone)s
-                          - ((s.instant - interval '3 hours') AT TIME ZONE 'UTC')
-                        = (s.instant + interval '3 hours') AT TIME ZONE %(zone)s
-                          - ((s.instant + interval '3 hours') AT TIME ZONE 'UTC')
-                   ) AS is_simple
-            FROM import_parts p
-            CROSS JOIN LATERAL (
-                SELECT CASE WHEN {simple} THEN
-                    CASE WHEN p.parts[10] IS NOT NULL THEN p.reading_date::timestamptz
-                         ELSE {local} END
-                END AS instant
-            ) s
+            SELECT t.line, t.problem, t.serial_number, m.id AS meter_id, t.register,
+                   t.reading_date AS date_text, t.reader_name, t.notes, t.photo_url,
+                   t.value AS value_text, t.reading_type, t.is_estimated,
+                   t.is_billing_reading, d.instant, coalesce({simple}, false) AS is_simple
+            FROM import_text t
+            JOIN import_dates d ON d.date_text = t.reading_date
+            LEFT JOIN metering_meter m
+                ON m.account_id = %(account)s AND m.serial_number = t.serial_number
         ) q
-        """,  # noqa: S608 (only column names and constant SQL are formatted in)
+        """,  # noqa: S608 (only constant SQL is formatted in)
         {
-            "zone": account.timezone,
+            "account": account.pk,
             "choices": list(CHOICES),
             "booleans": TRUE_TEXTS + FALSE_TEXTS,
+            "true": TRUE_TEXTS,
         },
-    )
-    cursor.execute(
-        """
-        ALTER TABLE import_typed
-            ADD COLUMN python_error text,
-            ADD COLUMN typed_type text, ADD COLUMN typed_estimated boolean,
-            ADD COLUMN typed_billing boolean
-        """
-    )
-    cursor.execute(
-        """
-        UPDATE import_typed SET
-            typed_type = CASE WHEN reading_type = '' THEN 'MANUAL' ELSE reading_type END,
-            typed_estimated = CASE WHEN is_estimated = '' THEN NULL
-                                   ELSE lower(is_estimated) = ANY(%(true)s) END,
-            typed_billing = lower(is_billing_reading) = ANY(%(true)s)
-        WHERE is_simple
-        """,
-        {"true": TRUE_TEXTS},
     )
 
 
@@ -526,8 +527,9 @@ def _write_chain(cursor: Any, account: Account, settings: Any, actor: services.A
                 ), previous_value)
             END AS base
             FROM ordered
-        ), consumed AS (
-            SELECT based.*,
+        ), consumed AS MATERIALIZED (
+            SELECT register_id, reading_date, id, line, since, old_previous, old_consumption,
+                old_rollover, old_deviation, old_spike, old_drop, old_negative, base,
                 CASE WHEN base IS NULL THEN NULL
                      WHEN value >= base THEN (value - base) * factor
                      WHEN max_value IS NOT NULL THEN (max_value - base + value) * factor
@@ -535,16 +537,20 @@ def _write_chain(cursor: Any, account: Account, settings: Any, actor: services.A
                 base IS NOT NULL AND value < base AND max_value IS NOT NULL AS is_rollover,
                 extract(epoch FROM reading_date - previous_date) * 1000000 AS micros
             FROM based
-        ), baselined AS (
-            SELECT consumed.*,
-                sum(CASE WHEN consumption >= 0 THEN consumption END) OVER v AS window_sum,
-                sum(CASE WHEN consumption >= 0 THEN micros END) OVER v AS window_micros,
-                count(CASE WHEN consumption >= 0 THEN 1 END) OVER v AS window_count
+        ), counted AS (
+            SELECT consumed.*, CASE WHEN consumption >= 0 THEN consumption END AS kept,
+                   CASE WHEN consumption >= 0 THEN micros END AS kept_micros
             FROM consumed
+        ), baselined AS (
+            -- The frame includes the reading itself (a moving sum, linear): it is taken off.
+            SELECT counted.*,
+                sum(kept) OVER v - coalesce(kept, 0) AS window_sum,
+                sum(kept_micros) OVER v - coalesce(kept_micros, 0) AS window_micros,
+                count(kept) OVER v - (kept IS NOT NULL)::int AS window_count
+            FROM counted
             WINDOW v AS (
                 PARTITION BY register_id ORDER BY reading_date
                 RANGE BETWEEN %(span)s::interval PRECEDING AND CURRENT ROW
-                EXCLUDE CURRENT ROW
             )
         )
         SELECT id, register_id, reading_date, line, base AS previous_value, consumption,
@@ -570,6 +576,7 @@ def _write_chain(cursor: Any, account: Account, settings: Any, actor: services.A
             "min_intervals": settings.min_intervals,
         },
     )
+    cursor.execute("ANALYZE import_series")
     cursor.execute(
         """
         UPDATE readings_reading r SET
@@ -578,7 +585,7 @@ def _write_chain(cursor: Any, account: Account, settings: Any, actor: services.A
             flag_spike = s.flag_spike, flag_drop = s.flag_drop,
             flag_negative = s.flag_negative, updated_at = now()
         FROM import_series s
-        WHERE s.id = r.id AND (
+        WHERE s.id IS NOT NULL AND s.id = r.id AND (
             s.previous_value IS DISTINCT FROM s.old_previous
             OR s.consumption IS DISTINCT FROM s.old_consumption
             OR s.is_rollover IS DISTINCT FROM s.old_rollover

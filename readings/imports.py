@@ -31,14 +31,22 @@ An empty cell takes the API's default. Each row is validated by the API's own se
 (``readings.api.serializers``), so ``reading_date`` is parsed as the API does: ISO 8601,
 without offset in the account's time zone, a date alone is 00:00 there.
 
-How rows are written: through the engine services the API calls
-(``readings.services.create_readings``, ``readings.periods.create_period_readings``), one
-call per meter with all that meter's rows, in the file's order (the engine derives the chain
-whatever the order). So rules, flags, locks and the audit history are the API's, and an
-import gives exactly the rows the batch endpoint gives. The rows of a meter may be spread
-over the file: the file is read once into ``{meter id: [(line, engine input), ...]}``, so
-memory grows with the file: about 0.5 KB per row (20,000 rows: 9 MB at the peak, measured
-with tracemalloc). The meters are then written in id order, each batch freed once written.
+How rows are written, on PostgreSQL: set-based (``readings.bulk_import``). The file is copied
+into a staging table (``COPY``), typed, checked and chained in SQL, with window functions for
+the chain and the flags, then inserted with one ``INSERT ... SELECT``; rows in an unusual
+shape (another date format, a ``photo_url``...) are validated by the API's serializer in
+Python. Memory stays flat whatever the file's size (about 90 MiB resident, 100,000 rows as
+1,000,000: ``bench/import_readings.py``), and it gives exactly what the engine gives: the
+tests compare both on the same files.
+
+On SQLite (the demo), and as the reference of those tests (``set_based=False``): through the
+engine services the API calls (``readings.services.create_readings``), one call per meter
+with all that meter's rows, in the file's order (the engine derives the chain whatever the
+order), so rules, flags, locks and the audit history are the API's by construction. The rows
+of a meter may be spread over the file: the file is read once into
+``{meter id: [(line, engine input), ...]}``, about 0.5 KB per row. Period readings (bills,
+a few per meter and month) always take this path
+(``readings.periods.create_period_readings``).
 
 What a row becomes:
 
@@ -54,10 +62,10 @@ What a row becomes:
   decommissioned meter); ``malformed_row`` from the CSV reader.
 
 The whole file is one transaction: the accepted rows are stored together, or none when the
-import stops (a database error, a non-UTF-8 byte). ``dry_run`` runs everything, engine
+import stops (a database error, a non-UTF-8 byte). ``dry_run`` runs everything, the writes
 included, then rolls back. Rejected rows are reported in line order, after the file is read.
-The meters' row locks (``readings.services._lock_meter``) are held until the file's
-transaction ends: an API write to an imported meter waits for the import to finish.
+The meters' row locks (as ``readings.services._lock_meter`` takes them) are held until the
+file's transaction ends: an API write to an imported meter waits for the import to finish.
 """
 
 from __future__ import annotations
