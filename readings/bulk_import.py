@@ -174,7 +174,7 @@ def _strip(expression: str) -> str:
 
 
 def _type_rows(cursor: Any, account: Account, header: list[str], decimal_comma: bool) -> None:
-    """Step 2: ``import_row``: each row stripped, its meter, and its typed values when simple."""
+    """Step 2: ``import_typed``: each row stripped, its meter, its typed values when simple."""
     cells = {
         name: _strip(_column(header, name))
         for name in (
