@@ -132,7 +132,7 @@ def copy_rows(csv_import: CsvImport) -> None:
     columns = ", ".join(f"c{index} text" for index in range(width))
     with connection.cursor() as cursor:
         # Dropped at commit; an earlier import in the same transaction (a test) left them.
-        cursor.execute(f"DROP TABLE IF EXISTS {', '.join(TABLES)}")
+        cursor.execute(f"DROP TABLE IF EXISTS {', '.join(f'pg_temp.{t}' for t in TABLES)}")
         cursor.execute(
             f"CREATE TEMPORARY TABLE import_raw (line integer, problem text, {columns})"
             " ON COMMIT DROP"
