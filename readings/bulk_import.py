@@ -69,7 +69,6 @@ TABLES = (
     "import_dates",
     "import_typed",
     "import_python",
-    "import_first",
     "import_coded",
     "import_checked",
     "import_new",
@@ -246,7 +245,9 @@ def _type_rows(cursor: Any, account: Account, header: list[str], decimal_comma: 
             FROM (
                 SELECT date_text, regexp_match(date_text, %(date)s) AS parts
                 FROM (SELECT DISTINCT reading_date AS date_text FROM import_text) texts
+                OFFSET 0
             ) matched
+            OFFSET 0
         ) parsed
         """,  # noqa: S608 (only constant SQL is formatted in)
         {"date": date_pattern, "zone": account.timezone},
@@ -283,6 +284,7 @@ def _type_rows(cursor: Any, account: Account, header: list[str], decimal_comma: 
             JOIN import_dates d ON d.date_text = t.reading_date
             LEFT JOIN metering_meter m
                 ON m.account_id = %(account)s AND m.serial_number = t.serial_number
+            OFFSET 0  -- computed once per row, not once per use above
         ) q
         """,  # noqa: S608 (only constant SQL is formatted in)
         {
@@ -369,24 +371,6 @@ def _check_rows(cursor: Any, account: Account) -> None:
     cursor.execute("ANALYZE import_typed")
     cursor.execute(
         """
-        CREATE TEMPORARY TABLE import_first ON COMMIT DROP AS
-        SELECT t.line, t.problem, t.serial_number, t.meter_id, t.register AS register_code,
-               t.python_error, t.is_simple, r.id AS register_id, t.reading_date, t.value,
-               t.typed_type AS reading_type,
-               coalesce(t.typed_estimated, t.typed_type = 'ESTIMATED') AS is_estimated,
-               t.typed_billing AS is_billing_reading, t.reader_name, t.notes, t.photo_url,
-               m.status, m.max_value, m.precision_digits, r.locked_until,
-               stored.value AS stored_value
-        FROM import_typed t
-        LEFT JOIN metering_meter m ON m.id = t.meter_id
-        LEFT JOIN metering_register r ON r.meter_id = t.meter_id AND (
-            CASE WHEN t.register = '' THEN r.is_default ELSE r.code = t.register END)
-        LEFT JOIN readings_reading stored
-            ON stored.register_id = r.id AND stored.reading_date = t.reading_date
-        """
-    )
-    cursor.execute(
-        """
         CREATE TEMPORARY TABLE import_coded ON COMMIT DROP AS
         SELECT f.*, CASE
             WHEN problem IS NOT NULL THEN 'malformed_row'
@@ -419,7 +403,22 @@ def _check_rows(cursor: Any, account: Account) -> None:
                 CASE WHEN min_scale(value) > precision_digits
                      THEN 'This meter''s readings have at most ' || precision_digits
                           || ' decimals.' END) AS value_message
-            FROM import_first i
+            FROM (
+                SELECT t.line, t.problem, t.serial_number, t.meter_id, t.register AS register_code,
+                       t.python_error, t.is_simple, r.id AS register_id, t.reading_date, t.value,
+                       t.typed_type AS reading_type,
+                       coalesce(t.typed_estimated, t.typed_type = 'ESTIMATED') AS is_estimated,
+                       t.typed_billing AS is_billing_reading, t.reader_name, t.notes, t.photo_url,
+                       m.status, m.max_value, m.precision_digits, r.locked_until,
+                       stored.value AS stored_value
+                FROM import_typed t
+                LEFT JOIN metering_meter m ON m.id = t.meter_id
+                LEFT JOIN metering_register r ON r.meter_id = t.meter_id AND (
+                    CASE WHEN t.register = '' THEN r.is_default ELSE r.code = t.register END)
+                LEFT JOIN readings_reading stored
+                    ON stored.register_id = r.id AND stored.reading_date = t.reading_date
+            ) i
+            OFFSET 0  -- computed once per row, not once per use above
         ) f
         """,
         {"decommissioned": DECOMMISSIONED, "future": FUTURE},
@@ -527,6 +526,7 @@ def _write_chain(cursor: Any, account: Account, settings: Any, actor: services.A
                 ), previous_value)
             END AS base
             FROM ordered
+            OFFSET 0  -- the base once per row, not once per use below
         ), consumed AS MATERIALIZED (
             SELECT register_id, reading_date, id, line, since, old_previous, old_consumption,
                 old_rollover, old_deviation, old_spike, old_drop, old_negative, base,
@@ -565,6 +565,7 @@ def _write_chain(cursor: Any, account: Account, settings: Any, actor: services.A
             SELECT baselined.*, consumption * window_micros AS rate,
                    window_sum * micros AS baseline
             FROM baselined
+            OFFSET 0  -- computed once per row, not once per use above
         ) flagged
         WHERE reading_date >= since
         """,  # noqa: S608 (only column names and constant SQL are formatted in)

@@ -47,13 +47,29 @@ class FlaggedModel(TimeStampedModel):
     # One trigger call per statement, over its transition tables: a batch of 500 readings
     # writes its 500 events in one INSERT ... SELECT instead of 500 trigger calls.
     level=pghistory.Statement,
+    # A reading's history (by pgh_obj) and a meter's, newest first (readings.selectors).
+    meta={
+        "indexes": [
+            models.Index(fields=["pgh_obj", "pgh_id"], name="readingevent_obj_idx"),
+            models.Index(fields=["meter", "pgh_id"], name="readingevent_meter_idx"),
+            models.Index(fields=["pgh_context"], name="readingevent_context_idx"),
+        ]
+    },
 )
 class Reading(FlaggedModel):
     """An index reading of one register at one instant."""
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="readings")
-    meter = models.ForeignKey(Meter, on_delete=models.RESTRICT, related_name="readings")
-    register = models.ForeignKey(Register, on_delete=models.RESTRICT, related_name="readings")
+    # No index of their own: (account, reading_date), (meter, reading_date) and the unique
+    # (register, reading_date) serve them; each index slows every write of readings.
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="readings", db_index=False
+    )
+    meter = models.ForeignKey(
+        Meter, on_delete=models.RESTRICT, related_name="readings", db_index=False
+    )
+    register = models.ForeignKey(
+        Register, on_delete=models.RESTRICT, related_name="readings", db_index=False
+    )
     reading_date = models.DateTimeField()
     value = models.DecimalField(max_digits=20, decimal_places=6)
     reading_type = models.CharField(max_length=16, choices=READING_TYPES, default="MANUAL")
@@ -62,7 +78,12 @@ class Reading(FlaggedModel):
     # A reading taken for a lease (move-in, move-out): the one reference from readings to
     # billing besides the meter's tariff, kept as a lazy reference.
     lease = models.ForeignKey(
-        "billing.Lease", on_delete=models.SET_NULL, null=True, blank=True, related_name="readings"
+        "billing.Lease",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="readings",
+        db_index=False,  # indexed where set only (Meta): most readings have no lease
     )
     photo_url = models.URLField(max_length=500, blank=True, default="")
     # A photo sent through the portal: its name in the default storage, never served as public
@@ -90,6 +111,11 @@ class Reading(FlaggedModel):
         indexes = [
             models.Index(fields=["meter", "reading_date"]),
             models.Index(fields=["account", "reading_date"]),
+            models.Index(
+                fields=["lease"],
+                condition=models.Q(lease__isnull=False),
+                name="reading_lease_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -116,6 +142,13 @@ class PeriodReadingQuerySet(AccountScopedQuerySet):
     # One trigger call per statement, over its transition tables: a batch of 500 readings
     # writes its 500 events in one INSERT ... SELECT instead of 500 trigger calls.
     level=pghistory.Statement,
+    meta={
+        "indexes": [
+            models.Index(fields=["pgh_obj", "pgh_id"], name="periodevent_obj_idx"),
+            models.Index(fields=["meter", "pgh_id"], name="periodevent_meter_idx"),
+            models.Index(fields=["pgh_context"], name="periodevent_context_idx"),
+        ]
+    },
 )
 class PeriodReading(FlaggedModel):
     """Consumption known for a whole period, such as a utility bill.

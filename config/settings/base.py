@@ -8,6 +8,7 @@ modules import ``env`` from this one. Every setting read below is documented in
 from pathlib import Path
 
 import environ
+import pghistory
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -20,6 +21,11 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# The audit events' references (account, meter, register, lease...) get no index each: a
+# history is read by object or by meter, through the indexes the tracked models declare
+# (``readings.models``); every further index would slow each write of readings.
+PGHISTORY_FOREIGN_KEY_FIELD = pghistory.ForeignKey(db_index=False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
