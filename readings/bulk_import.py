@@ -157,8 +157,10 @@ def import_rows(*, account: Account, csv_import: CsvImport, actor: services.Acto
     decimal_comma = csv_import.delimiter == ";"
     settings = services.thresholds(account)
     with connection.cursor() as cursor:
-        # Sorts and hashes of the file's rows in memory, for this transaction only.
+        # For this transaction only: sorts and hashes of the file's rows in memory, and no
+        # JIT compilation (it cost more than it saved: 0.7 s of a 1.1 s statement).
         cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute("SET LOCAL jit = off")
         _type_rows(cursor, account, header, decimal_comma)
         _validate_in_python(cursor, account)
         _check_rows(cursor, account)
