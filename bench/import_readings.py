@@ -15,7 +15,10 @@ file is smaller, so that each meter gets at least ``--min-per-meter`` readings):
    columns (no index, no trigger), through psycopg, timed;
 3. runs ``manage.py import_readings`` on the file in a child process, timed, with its peak
    resident memory (``wait4``'s rusage), and checks the number of readings stored;
-4. prints the time, readings per second, the ratio to the raw ``COPY`` and the peak memory.
+4. prints the time, readings per second, the ratio to the raw ``COPY`` and the peak memory;
+5. the floor: an ``INSERT ... SELECT`` of the same readings, ready-made, into
+   ``readings_reading`` (its indexes, foreign-key checks and audit trigger; rolled back),
+   timed, with its own ratio to the ``COPY``: what no import of the file can beat.
 
 The goal (issue 7): at most 3 times the raw ``COPY`` time, and a peak memory that stays flat
 as the file grows.
@@ -128,6 +131,36 @@ def raw_copy(url: str, path: Path) -> float:
     return elapsed
 
 
+READING_COLUMNS = (
+    "created_at, updated_at, account_id, meter_id, register_id, reading_date, value, "
+    "reading_type, is_estimated, is_billing_reading, lease_id, photo_url, reader_name, notes, "
+    "source, created_by, previous_value, consumption, is_rollover, flag_deviation, flag_spike, "
+    "flag_drop, flag_negative"
+)
+
+
+def insert_floor(url: str, slug: str) -> float:
+    """Seconds to INSERT the imported readings again, ready-made (dates moved 100 years on),
+    into ``readings_reading``: its indexes, foreign keys and audit trigger, nothing else, in
+    a transaction rolled back. No import of these rows can be faster."""
+    import psycopg
+
+    moved = READING_COLUMNS.replace("reading_date", "reading_date + interval '100 years'")
+    with psycopg.connect(url) as connection:
+        started = time.perf_counter()
+        connection.execute(
+            f"INSERT INTO readings_reading ({READING_COLUMNS}) "
+            f"SELECT {moved} FROM readings_reading "
+            "WHERE account_id = (SELECT id FROM metering_account WHERE slug = %s) "
+            "ORDER BY register_id, reading_date",
+            (slug,),
+        )
+        connection.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the deferred foreign keys
+        elapsed = time.perf_counter() - started
+        connection.rollback()
+    return elapsed
+
+
 def run_import(options: argparse.Namespace, path: Path, slug: str) -> tuple[float, int, int]:
     """(seconds, peak resident memory in KiB, exit status) of ``manage.py import_readings``."""
     env = {
@@ -160,7 +193,7 @@ def main() -> None:
 
     print(
         f"{'rows':>10} {'meters':>7} {'COPY s':>8} {'import s':>9} {'rows/s':>9} "
-        f"{'ratio':>6} {'peak MiB':>9}"
+        f"{'ratio':>6} {'peak MiB':>9} {'INSERT s':>9} {'ratio':>6}"
     )
     with tempfile.TemporaryDirectory(prefix="bench-import-") as directory:
         for size in options.sizes:
@@ -172,9 +205,11 @@ def main() -> None:
             reference = raw_copy(options.database_url, path)
             elapsed, peak_kib, status = run_import(options, path, slug)
             stored = Reading.objects.filter(account__slug=slug).count()
+            floor = insert_floor(options.database_url, slug)
             print(
                 f"{size:>10,} {meters:>7,} {reference:>8.2f} {elapsed:>9.2f} "
-                f"{size / elapsed:>9,.0f} {elapsed / reference:>6.1f} {peak_kib / 1024:>9.0f}"
+                f"{size / elapsed:>9,.0f} {elapsed / reference:>6.1f} {peak_kib / 1024:>9.0f} "
+                f"{floor:>9.2f} {floor / reference:>6.1f}"
                 + ("" if status == 0 and stored == size else f"  (exit {status}, {stored} stored)")
             )
 

@@ -286,11 +286,20 @@ class CsvImport:
                 values[name] = normalise_decimal_comma(text) if name in decimals else text
             yield line, values
 
-    def _progress_bar(self) -> ProgressBar | None:
+    def _on_terminal(self) -> bool:
         isatty = getattr(self.stdout, "isatty", None)
-        if not (isatty and isatty()):
+        return bool(isatty and isatty())
+
+    def _progress_bar(self) -> ProgressBar | None:
+        if not self._on_terminal():
             return None
         return ProgressBar(self.stdout, os.path.getsize(self.path), os.path.basename(self.path))
+
+    def status(self, text: str) -> None:
+        """A line of what the import is doing, on a terminal only (as the progress bar)."""
+        if self._on_terminal():
+            self.stdout.write(text)
+            self.stdout.flush()
 
     # --- result -----------------------------------------------------------------------------
 

@@ -521,3 +521,23 @@ def test_export_then_import_into_another_account_gives_the_same_rows(account, tm
     assert (
         lines[-1] == f"Readings: 0 created, {len(file_rows())} skipped (already there), 0 rejected."
     )
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_progress_bar_and_a_pipe_only_the_summary(account, water, tmp_path):
+    rows = "".join(f"W-1,,2024-01-{day:02d}T00:00:00Z,{day}\n" for day in range(1, 29))
+    path = write(tmp_path, f"{HEADER}\n{rows}")
+    terminal = Terminal()
+    call_command("import_readings", path, "--account", "acme", stdout=terminal)
+    shown = terminal.getvalue()
+    assert "\rreadings.csv [" in shown and "rows" in shown  # the bar, redrawn in place
+    assert "Checking the rows, computing the chain and the flags..." in shown
+    assert shown.rstrip().endswith("Readings: 28 created, 0 skipped (already there), 0 rejected.")
+
+    piped = io.StringIO()
+    call_command("import_readings", path, "--account", "acme", stdout=piped)
+    assert piped.getvalue() == "Readings: 0 created, 28 skipped (already there), 0 rejected.\n"
