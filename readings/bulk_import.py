@@ -50,15 +50,13 @@ from rest_framework.fields import BooleanField
 from metering.csv_files import CsvImport
 from metering.errors import DuplicateReading, ReadingLocked
 from metering.models import Account
-from readings import services
+from readings import domain, services
 
 # What ``str.strip`` strips: btrim() strips the same characters.
 WHITESPACE = "".join(chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace())
 CHOICES = ("MANUAL", "AUTOMATIC", "PHOTO", "ESTIMATED")
 TRUE_TEXTS = sorted(value for value in BooleanField.TRUE_VALUES if isinstance(value, str))
 FALSE_TEXTS = sorted(value for value in BooleanField.FALSE_VALUES if isinstance(value, str))
-# The text columns of the file, with the longest text the API takes in the simple path.
-TEXT_COLUMNS = {"serial_number": None, "register": 50, "reader_name": 100, "notes": None}
 BATCH_DUPLICATE = "An earlier item of this batch has the same register and date."
 DECOMMISSIONED = "This meter is decommissioned: it takes no more readings."
 FUTURE = "A reading cannot be more than 5 minutes in the future."
@@ -455,7 +453,9 @@ def _check_rows(cursor: Any, account: Account) -> None:
     )
 
 
-def _write_chain(cursor: Any, account: Account, settings: Any, actor: services.Actor) -> int:
+def _write_chain(
+    cursor: Any, account: Account, settings: domain.Thresholds, actor: services.Actor
+) -> int:
     """Steps 4 and 5: the chain of every register that gets readings, then the writes."""
     cursor.execute(
         """
