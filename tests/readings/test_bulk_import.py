@@ -136,6 +136,8 @@ FILE = [
     "PLAIN,,2024-06-02,1100",  # fewer cells: the others are empty
     '"PLAIN","","2024-06-03","1200","","","","","a ""quoted"", note\non two lines",""',
     "PLAIN,,2024-06-04,1300,,,,,,",
+    "MULT,,2024-04-12T12:00,60,,,,,,",  # no register: the default one, of two
+    "LOCKED,,2024-02-01T00:00:00Z,21,,,,,,",  # another value at the lock instant: locked
 ]
 
 
