@@ -67,7 +67,6 @@ TABLES = (
     "import_dates",
     "import_typed",
     "import_python",
-    "import_coded",
     "import_checked",
     "import_new",
     "import_start",
@@ -358,6 +357,86 @@ def _validate_in_python(cursor: Any, account: Account) -> None:
     )
 
 
+# Step 3, from the inside out. Each row with its meter, register and a stored reading at its
+# register and date:
+_REFERENCED = """
+    SELECT t.line, t.problem, t.serial_number, t.meter_id, t.register AS register_code,
+           t.python_error, r.id AS register_id, t.reading_date, t.value,
+           t.typed_type AS reading_type,
+           coalesce(t.typed_estimated, t.typed_type = 'ESTIMATED') AS is_estimated,
+           t.typed_billing AS is_billing_reading, t.reader_name, t.notes, t.photo_url,
+           m.status, m.max_value, m.precision_digits, r.locked_until,
+           stored.value AS stored_value
+    FROM import_typed t
+    LEFT JOIN metering_meter m ON m.id = t.meter_id
+    LEFT JOIN metering_register r ON r.meter_id = t.meter_id
+        AND CASE WHEN t.register = '' THEN r.is_default ELSE r.code = t.register END
+    LEFT JOIN readings_reading stored
+        ON stored.register_id = r.id AND stored.reading_date = t.reading_date
+"""
+# ... what the engine's value checks would say (``services.value_errors``) ...
+_VALUE_CHECKED = f"""
+    SELECT i.*, concat_ws(' ',
+        CASE WHEN value > max_value
+             THEN 'This meter''s counter goes up to ' || max_value || '.' END,
+        CASE WHEN min_scale(value) > precision_digits
+             THEN 'This meter''s readings have at most ' || precision_digits
+                  || ' decimals.' END) AS value_message
+    FROM ({_REFERENCED}) i
+    OFFSET 0  -- computed once per row, not once per use in _CODED
+"""  # noqa: S608 (constant SQL)
+# ... the first check each row fails, in the engine's order (NULL: none so far) ...
+_CODED = f"""
+    SELECT f.*, CASE
+        WHEN problem IS NOT NULL THEN 'malformed_row'
+        WHEN serial_number = '' THEN 'validation_error'
+        WHEN meter_id IS NULL THEN 'unknown_meter'
+        WHEN python_error IS NOT NULL THEN 'validation_error'
+        WHEN register_id IS NULL THEN 'unknown_register'
+        WHEN stored_value = value THEN 'skipped'
+        WHEN status = 'DECOMMISSIONED' THEN 'conflict'
+        WHEN value_message <> '' OR reading_date > now() + interval '5 minutes'
+            THEN 'validation_error'
+        WHEN reading_date <= locked_until THEN 'reading_locked'
+    END AS code, CASE
+        WHEN problem IS NOT NULL THEN problem
+        WHEN serial_number = '' THEN 'serial_number: This field is required.'
+        WHEN meter_id IS NULL THEN serial_number
+        WHEN python_error IS NOT NULL THEN python_error
+        WHEN register_id IS NULL THEN register_code
+        WHEN stored_value = value THEN NULL
+        WHEN status = 'DECOMMISSIONED' THEN %(decommissioned)s
+        ELSE concat_ws('; ',
+            CASE WHEN value_message <> '' THEN 'value: ' || value_message END,
+            CASE WHEN reading_date > now() + interval '5 minutes'
+                 THEN 'reading_date: ' || %(future)s END)
+    END AS message
+    FROM ({_VALUE_CHECKED}) f
+    OFFSET 0
+"""  # noqa: S608 (constant SQL)
+# ... then, among the rows that passed, the first of a register and date is the one taken.
+_CHECKED = f"""
+    SELECT c.line, c.meter_id, c.register_id, c.reading_date, c.value, c.reading_type,
+           c.is_estimated, c.is_billing_reading, c.reader_name, c.notes, c.photo_url,
+           CASE
+               WHEN c.code IS NOT NULL THEN c.code
+               WHEN c.rank > 1 OR c.stored_value IS NOT NULL THEN 'duplicate_reading'
+               ELSE 'created'
+           END AS code,
+           CASE
+               WHEN c.code = 'reading_locked' THEN %(locked)s
+               WHEN c.code IS NOT NULL THEN c.message
+               WHEN c.rank > 1 THEN %(batch)s
+               WHEN c.stored_value IS NOT NULL THEN %(stored)s
+           END AS message
+    FROM (
+        SELECT coded.*, CASE WHEN code IS NULL THEN row_number() OVER (
+            PARTITION BY register_id, reading_date, code IS NULL ORDER BY line) END AS rank
+        FROM ({_CODED}) coded
+    ) c
+"""  # noqa: S608 (constant SQL)
+
+
 def _check_rows(cursor: Any, account: Account) -> None:
     """Step 3: ``import_checked``: each row's outcome (``code``) in the engine's order."""
     # The file's meters, locked as the engine locks them, before any reading is read.
@@ -370,85 +449,13 @@ def _check_rows(cursor: Any, account: Account) -> None:
     )
     cursor.execute("ANALYZE import_typed")
     cursor.execute(
-        """
-        CREATE TEMPORARY TABLE import_coded ON COMMIT DROP AS
-        SELECT f.*, CASE
-            WHEN problem IS NOT NULL THEN 'malformed_row'
-            WHEN serial_number = '' THEN 'validation_error'
-            WHEN meter_id IS NULL THEN 'unknown_meter'
-            WHEN python_error IS NOT NULL THEN 'validation_error'
-            WHEN register_id IS NULL THEN 'unknown_register'
-            WHEN stored_value = value THEN 'skipped'
-            WHEN status = 'DECOMMISSIONED' THEN 'conflict'
-            WHEN value_message <> '' OR reading_date > now() + interval '5 minutes'
-                THEN 'validation_error'
-            WHEN reading_date <= locked_until THEN 'reading_locked'
-        END AS code, CASE
-            WHEN problem IS NOT NULL THEN problem
-            WHEN serial_number = '' THEN 'serial_number: This field is required.'
-            WHEN meter_id IS NULL THEN serial_number
-            WHEN python_error IS NOT NULL THEN python_error
-            WHEN register_id IS NULL THEN register_code
-            WHEN stored_value = value THEN NULL
-            WHEN status = 'DECOMMISSIONED' THEN %(decommissioned)s
-            ELSE concat_ws('; ',
-                CASE WHEN value_message <> '' THEN 'value: ' || value_message END,
-                CASE WHEN reading_date > now() + interval '5 minutes'
-                     THEN 'reading_date: ' || %(future)s END)
-        END AS message
-        FROM (
-            SELECT i.*, concat_ws(' ',
-                CASE WHEN value > max_value
-                     THEN 'This meter''s counter goes up to ' || max_value || '.' END,
-                CASE WHEN min_scale(value) > precision_digits
-                     THEN 'This meter''s readings have at most ' || precision_digits
-                          || ' decimals.' END) AS value_message
-            FROM (
-                SELECT t.line, t.problem, t.serial_number, t.meter_id, t.register AS register_code,
-                       t.python_error, t.is_simple, r.id AS register_id, t.reading_date, t.value,
-                       t.typed_type AS reading_type,
-                       coalesce(t.typed_estimated, t.typed_type = 'ESTIMATED') AS is_estimated,
-                       t.typed_billing AS is_billing_reading, t.reader_name, t.notes, t.photo_url,
-                       m.status, m.max_value, m.precision_digits, r.locked_until,
-                       stored.value AS stored_value
-                FROM import_typed t
-                LEFT JOIN metering_meter m ON m.id = t.meter_id
-                LEFT JOIN metering_register r ON r.meter_id = t.meter_id AND (
-                    CASE WHEN t.register = '' THEN r.is_default ELSE r.code = t.register END)
-                LEFT JOIN readings_reading stored
-                    ON stored.register_id = r.id AND stored.reading_date = t.reading_date
-            ) i
-            OFFSET 0  -- computed once per row, not once per use above
-        ) f
-        """,
-        {"decommissioned": DECOMMISSIONED, "future": FUTURE},
-    )
-    cursor.execute(
-        """
-        CREATE TEMPORARY TABLE import_checked ON COMMIT DROP AS
-        SELECT c.line, c.meter_id, c.register_id, c.reading_date, c.value, c.reading_type,
-               c.is_estimated, c.is_billing_reading, c.reader_name, c.notes, c.photo_url,
-               CASE
-                   WHEN c.code IS NOT NULL THEN c.code
-                   WHEN c.rank > 1 OR c.stored_value IS NOT NULL THEN 'duplicate_reading'
-                   ELSE 'created'
-               END AS code,
-               CASE
-                   WHEN c.code = 'reading_locked' THEN %(locked)s
-                   WHEN c.code IS NOT NULL THEN c.message
-                   WHEN c.rank > 1 THEN %(batch)s
-                   WHEN c.stored_value IS NOT NULL THEN %(stored)s
-               END AS message
-        FROM (
-            SELECT coded.*, CASE WHEN code IS NULL THEN row_number() OVER (
-                PARTITION BY register_id, reading_date, code IS NULL ORDER BY line) END AS rank
-            FROM import_coded coded
-        ) c
-        """,
+        f"CREATE TEMPORARY TABLE import_checked ON COMMIT DROP AS {_CHECKED}",
         {
             "locked": ReadingLocked.default_detail,
             "batch": BATCH_DUPLICATE,
             "stored": DuplicateReading.default_detail,
+            "decommissioned": DECOMMISSIONED,
+            "future": FUTURE,
         },
     )
 
@@ -529,7 +536,7 @@ def _write_chain(
             END AS base
             FROM ordered
             OFFSET 0  -- the base once per row, not once per use below
-        ), consumed AS MATERIALIZED (
+        ), consumed AS (
             SELECT register_id, reading_date, id, line, since, old_previous, old_consumption,
                 old_rollover, old_deviation, old_spike, old_drop, old_negative, base,
                 CASE WHEN base IS NULL THEN NULL
@@ -539,6 +546,7 @@ def _write_chain(
                 base IS NOT NULL AND value < base AND max_value IS NOT NULL AS is_rollover,
                 extract(epoch FROM reading_date - previous_date) * 1000000 AS micros
             FROM based
+            OFFSET 0  -- computed once per row; still in the order of the window above
         ), counted AS (
             SELECT consumed.*, CASE WHEN consumption >= 0 THEN consumption END AS kept,
                    CASE WHEN consumption >= 0 THEN micros END AS kept_micros
