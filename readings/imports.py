@@ -35,7 +35,7 @@ How rows are written, on PostgreSQL: set-based (``readings.bulk_import``). The f
 into a staging table (``COPY``), typed, checked and chained in SQL, with window functions for
 the chain and the flags, then inserted with one ``INSERT ... SELECT``; rows in an unusual
 shape (another date format, a ``photo_url``...) are validated by the API's serializer in
-Python. Memory stays flat whatever the file's size (123 MiB resident at 100,000 rows as at
+Python. Memory stays flat whatever the file's size (122 MiB resident at 100,000 rows as at
 1,000,000: ``bench/import_readings.py``), and it gives exactly what the engine gives: the
 tests compare both on the same files.
 
