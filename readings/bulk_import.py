@@ -47,10 +47,11 @@ from django.db import connection
 from rest_framework import exceptions
 from rest_framework.fields import BooleanField
 
-from metering.csv_files import CsvImport
+from metering.csv_files import CsvColumns, CsvImport
 from metering.errors import DuplicateReading, ReadingLocked
 from metering.models import Account
 from readings import domain, services
+from readings.management.commands.export_readings import COMPUTED_COLUMNS
 
 # What ``str.strip`` strips: btrim() strips the same characters.
 WHITESPACE = "".join(chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace())
@@ -72,17 +73,25 @@ TABLES = (
     "import_start",
     "import_series",
 )
-PYTHON_FIELDS = (
-    "reading_date",
-    "value",
-    "register",
-    "reading_type",
-    "is_estimated",
-    "is_billing_reading",
-    "reader_name",
-    "notes",
-    "photo_url",
+# The file's columns: the API's field names (the computed ones of ``export_readings`` are read
+# back and ignored).
+READING_COLUMNS = CsvColumns(
+    required=("serial_number", "reading_date", "value"),
+    optional=(
+        "register",
+        "reading_type",
+        "is_estimated",
+        "is_billing_reading",
+        "reader_name",
+        "notes",
+        "photo_url",
+    ),
+    decimals=("value",),
+    ignored=COMPUTED_COLUMNS,
 )
+COLUMNS = (*READING_COLUMNS.required, *READING_COLUMNS.optional)
+# What the API's serializer reads of a row: all but the serial number (reading_date, value...).
+PYTHON_FIELDS = COLUMNS[1:]
 # Validated in Python: rows read at a time (only these rows are held, a batch at a time).
 PYTHON_BATCH = 2000
 
@@ -173,21 +182,7 @@ def _strip(expression: str) -> str:
 
 def _type_rows(cursor: Any, account: Account, header: list[str], decimal_comma: bool) -> None:
     """Step 2: ``import_typed``: each row stripped, its meter, its typed values when simple."""
-    cells = {
-        name: _strip(_column(header, name))
-        for name in (
-            "serial_number",
-            "reading_date",
-            "value",
-            "register",
-            "reading_type",
-            "is_estimated",
-            "is_billing_reading",
-            "reader_name",
-            "notes",
-            "photo_url",
-        )
-    }
+    cells = {name: _strip(_column(header, name)) for name in COLUMNS}
     if decimal_comma:
         value = cells["value"]
         cells["value"] = (

@@ -87,24 +87,15 @@ from metering.models import Account, Meter, Register
 from readings import bulk_import, periods, services
 from readings.api import serializers as reading_serializers
 from readings.api.views import period_input, reading_input
-from readings.bulk_import import api_data, messages, unknown_meter, unknown_register
-from readings.management.commands.export_readings import COMPUTED_COLUMNS
+from readings.bulk_import import (
+    READING_COLUMNS,
+    api_data,
+    messages,
+    unknown_meter,
+    unknown_register,
+)
 from readings.models import PeriodReading, Reading
 
-READING_COLUMNS = CsvColumns(
-    required=("serial_number", "reading_date", "value"),
-    optional=(
-        "register",
-        "reading_type",
-        "is_estimated",
-        "is_billing_reading",
-        "reader_name",
-        "notes",
-        "photo_url",
-    ),
-    decimals=("value",),
-    ignored=COMPUTED_COLUMNS,
-)
 PERIOD_COLUMNS = CsvColumns(
     required=("serial_number", "start_date", "end_date", "consumption"),
     optional=("cost", "cost_currency", "demand_kw", "is_estimated", "notes"),
