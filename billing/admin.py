@@ -41,6 +41,7 @@ from metering.admin_base import (
     account_id_of,
     deletion_error,
     model_values,
+    save_inline_through_services,
 )
 from metering.models import Meter
 
@@ -175,30 +176,18 @@ class TenantAdmin(BillingAdmin):
         if formset.model is not Lease:
             return super().save_formset(request, form, formset, change)
         tenant = form.instance
-        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
-        deleted = formset.deleted_forms
-        for lease_form in deleted:
-            if lease_form.instance.pk is not None:
-                lease = Lease.objects.get(pk=lease_form.instance.pk)
-                # Restricted while charges refer to it: an error message (``changeform_view``).
-                metering_services.delete_object(instance=lease)
-                formset.deleted_objects.append(lease)
-        for lease_form in formset.forms:
-            if lease_form in deleted or not lease_form.has_changed():
-                continue
-            if lease_form.instance.pk is None:
-                values = model_values(lease_form, lease_form.cleaned_data, exclude=["tenant"])
-                lease = billing_services.create_object(
-                    model=Lease,
-                    account=tenant.account,
-                    values={**values, "tenant": tenant},
-                )
-                formset.new_objects.append(lease)
-            else:
-                stored = Lease.objects.get(pk=lease_form.instance.pk)
-                values = model_values(lease_form, lease_form.changed_data, exclude=["tenant"])
-                lease = billing_services.update_object(instance=stored, values=values)
-                formset.changed_objects.append((lease, lease_form.changed_data))
+        save_inline_through_services(
+            formset,
+            parent_field="tenant",
+            create=lambda values: billing_services.create_object(
+                model=Lease, account=tenant.account, values={**values, "tenant": tenant}
+            ),
+            update=lambda lease, values: billing_services.update_object(
+                instance=lease, values=values
+            ),
+            # Restricted while charges refer to it: an error message (``changeform_view``).
+            delete=lambda lease: metering_services.delete_object(instance=lease),
+        )
         return None
 
 

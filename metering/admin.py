@@ -22,6 +22,7 @@ from metering.admin_base import (
     AccountScopedInlineFormSet,
     KeyAdmin,
     model_values,
+    save_inline_through_services,
 )
 from metering.admin_imports import import_url, import_urls
 from metering.models import (
@@ -438,23 +439,15 @@ class MeterAdmin(AccountScopedAdmin):
         if formset.model is not Register:
             return super().save_formset(request, form, formset, change)
         meter = form.instance
-        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
-        deleted = formset.deleted_forms
-        for register_form in deleted:
-            if register_form.instance.pk is not None:
-                register = Register.objects.get(pk=register_form.instance.pk)
-                services.delete_register(register=register)
-                formset.deleted_objects.append(register)
-        changed = [f for f in formset.forms if f not in deleted and f.has_changed()]
-        # The new default first: it takes the role over before the old one gives it up.
-        changed.sort(key=lambda f: not f.cleaned_data.get("is_default"))
-        for register_form in changed:
-            if register_form.instance.pk is None:
-                values = model_values(register_form, register_form.cleaned_data, exclude=["meter"])
-                formset.new_objects.append(services.create_register(meter=meter, values=values))
-            else:
-                stored = Register.objects.get(pk=register_form.instance.pk)
-                values = model_values(register_form, register_form.changed_data, exclude=["meter"])
-                register = services.update_register(register=stored, values=values)
-                formset.changed_objects.append((register, register_form.changed_data))
+        save_inline_through_services(
+            formset,
+            parent_field="meter",
+            create=lambda values: services.create_register(meter=meter, values=values),
+            update=lambda register, values: services.update_register(
+                register=register, values=values
+            ),
+            delete=lambda register: services.delete_register(register=register),
+            # The new default first: it takes the role over before the old one gives it up.
+            order=lambda register_form: not register_form.cleaned_data.get("is_default"),
+        )
         return None

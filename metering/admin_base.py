@@ -17,7 +17,7 @@ Every ``ModelAdmin`` of the project derives from ``AccountScopedAdmin`` and ever
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
 
@@ -212,6 +212,43 @@ def model_values(
         for name in names
         if name in editable and name not in skipped and name in form.cleaned_data
     }
+
+
+def save_inline_through_services(
+    formset: forms.BaseModelFormSet,
+    *,
+    parent_field: str,
+    create: Callable[[dict[str, Any]], Any],
+    update: Callable[[Any, dict[str, Any]], Any],
+    delete: Callable[[Any], Any],
+    order: Callable[[forms.ModelForm], Any] | None = None,
+) -> None:
+    """Save an inline formset through services instead of ``formset.save()``.
+
+    Deletions first, then each changed form (in ``order`` when given): a new one through
+    ``create(values)``, a stored one through ``update(stored, changed values)``; the parent's
+    field (``parent_field``) is the service's to set. The formset's ``new_objects``,
+    ``changed_objects`` and ``deleted_objects`` are filled for the admin's change messages.
+    """
+    model = formset.model
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+    deleted = formset.deleted_forms
+    for item_form in deleted:
+        if item_form.instance.pk is not None:
+            stored = model.objects.get(pk=item_form.instance.pk)
+            delete(stored)
+            formset.deleted_objects.append(stored)
+    changed = [f for f in formset.forms if f not in deleted and f.has_changed()]
+    if order is not None:
+        changed.sort(key=order)
+    for item_form in changed:
+        if item_form.instance.pk is None:
+            values = model_values(item_form, item_form.cleaned_data, exclude=[parent_field])
+            formset.new_objects.append(create(values))
+        else:
+            stored = model.objects.get(pk=item_form.instance.pk)
+            values = model_values(item_form, item_form.changed_data, exclude=[parent_field])
+            formset.changed_objects.append((update(stored, values), item_form.changed_data))
 
 
 def deletion_error(error: Exception, obj_label: str) -> str:
