@@ -29,7 +29,6 @@ from billing.models import (
     PortalKey,
     Tariff,
     Tenant,
-    days_overlap,
 )
 from metering import services as metering_services
 from metering.admin_base import (
@@ -124,7 +123,7 @@ class LeaseStatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         today = timezone.localdate()
         if self.value() == "current":
-            return queryset.filter(days_overlap("start_date", "end_date", today, today))
+            return queryset.current(today)
         if self.value() == "ended":
             return queryset.filter(end_date__lt=today)
         if self.value() == "future":

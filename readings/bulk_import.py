@@ -58,9 +58,7 @@ WHITESPACE = "".join(chr(code) for code in range(sys.maxunicode + 1) if chr(code
 CHOICES = ("MANUAL", "AUTOMATIC", "PHOTO", "ESTIMATED")
 TRUE_TEXTS = sorted(value for value in BooleanField.TRUE_VALUES if isinstance(value, str))
 FALSE_TEXTS = sorted(value for value in BooleanField.FALSE_VALUES if isinstance(value, str))
-BATCH_DUPLICATE = "An earlier item of this batch has the same register and date."
-DECOMMISSIONED = "This meter is decommissioned: it takes no more readings."
-FUTURE = "A reading cannot be more than 5 minutes in the future."
+SERIAL_REQUIRED = "serial_number: This field is required."
 # The temporary tables of an import, in the order they are made.
 TABLES = (
     "import_raw",
@@ -352,6 +350,20 @@ def _validate_in_python(cursor: Any, account: Account) -> None:
     )
 
 
+def _message_sql(name: str, column: str) -> str:
+    """The SQL of a ``services`` message template (``{}``: ``column``'s value), its texts as
+    the parameters ``name_0`` and ``name_1`` (:func:`_message_parameters`)."""
+    return f"%({name}_0)s || {column} || %({name}_1)s"
+
+
+def _message_parameters(**templates: str) -> dict[str, str]:
+    """``name_0`` and ``name_1``: each template's text before and after its ``{}``."""
+    parameters = {}
+    for name, template in templates.items():
+        parameters[f"{name}_0"], parameters[f"{name}_1"] = template.split("{}")
+    return parameters
+
+
 # Step 3, from the inside out. Each row with its meter, register and a stored reading at its
 # register and date:
 _REFERENCED = """
@@ -372,11 +384,9 @@ _REFERENCED = """
 # ... what the engine's value checks would say (``services.value_errors``) ...
 _VALUE_CHECKED = f"""
     SELECT i.*, concat_ws(' ',
-        CASE WHEN value > max_value
-             THEN 'This meter''s counter goes up to ' || max_value || '.' END,
+        CASE WHEN value > max_value THEN {_message_sql("above_max", "max_value")} END,
         CASE WHEN min_scale(value) > precision_digits
-             THEN 'This meter''s readings have at most ' || precision_digits
-                  || ' decimals.' END) AS value_message
+             THEN {_message_sql("decimals", "precision_digits")} END) AS value_message
     FROM ({_REFERENCED}) i
     OFFSET 0  -- computed once per row, not once per use in _CODED
 """  # noqa: S608 (constant SQL)
@@ -395,7 +405,7 @@ _CODED = f"""
         WHEN reading_date <= locked_until THEN 'reading_locked'
     END AS code, CASE
         WHEN problem IS NOT NULL THEN problem
-        WHEN serial_number = '' THEN 'serial_number: This field is required.'
+        WHEN serial_number = '' THEN %(serial_required)s
         WHEN meter_id IS NULL THEN serial_number
         WHEN python_error IS NOT NULL THEN python_error
         WHEN register_id IS NULL THEN register_code
@@ -447,10 +457,14 @@ def _check_rows(cursor: Any, account: Account) -> None:
         f"CREATE TEMPORARY TABLE import_checked ON COMMIT DROP AS {_CHECKED}",
         {
             "locked": ReadingLocked.default_detail,
-            "batch": BATCH_DUPLICATE,
+            "batch": services.BATCH_DUPLICATE,
             "stored": DuplicateReading.default_detail,
-            "decommissioned": DECOMMISSIONED,
-            "future": FUTURE,
+            "decommissioned": services.DECOMMISSIONED,
+            "future": services.IN_THE_FUTURE,
+            "serial_required": SERIAL_REQUIRED,
+            **_message_parameters(
+                above_max=services.ABOVE_MAX_VALUE, decimals=services.TOO_MANY_DECIMALS
+            ),
         },
     )
 

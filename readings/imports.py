@@ -89,6 +89,7 @@ from readings.api import serializers as reading_serializers
 from readings.api.views import period_input, reading_input
 from readings.bulk_import import (
     READING_COLUMNS,
+    SERIAL_REQUIRED,
     api_data,
     messages,
     unknown_meter,
@@ -303,7 +304,7 @@ def _read(kind: _Kind, account: Account, csv_import: RecordingCsvImport) -> dict
     for line, row in csv_import.rows():
         serial = row.get("serial_number", "")
         if not serial:
-            csv_import.reject(line, "validation_error", "serial_number: This field is required.")
+            csv_import.reject(line, "validation_error", SERIAL_REQUIRED)
             continue
         meter_id = meters.get(serial)
         if meter_id is None:

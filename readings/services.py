@@ -125,6 +125,13 @@ def is_locked(register: Register, reading_date: dt.datetime) -> bool:
 
 # --- checks shared by every path -------------------------------------------------------------
 
+# Their messages, which the set-based import (``readings.bulk_import``) gives too.
+ABOVE_MAX_VALUE = "This meter's counter goes up to {}."
+TOO_MANY_DECIMALS = "This meter's readings have at most {} decimals."
+IN_THE_FUTURE = "A reading cannot be more than 5 minutes in the future."
+DECOMMISSIONED = "This meter is decommissioned: it takes no more readings."
+BATCH_DUPLICATE = "An earlier item of this batch has the same register and date."
+
 
 def value_errors(meter: Meter, value: Decimal) -> list[str]:
     """Why ``value`` cannot be a reading of ``meter`` (empty when it can)."""
@@ -132,16 +139,16 @@ def value_errors(meter: Meter, value: Decimal) -> list[str]:
     if value < 0:
         errors.append("A reading value cannot be negative.")
     if meter.max_value is not None and value > meter.max_value:
-        errors.append(f"This meter's counter goes up to {meter.max_value}.")
+        errors.append(ABOVE_MAX_VALUE.format(meter.max_value))
     exponent = value.normalize().as_tuple().exponent
     if isinstance(exponent, int) and -exponent > meter.precision_digits:
-        errors.append(f"This meter's readings have at most {meter.precision_digits} decimals.")
+        errors.append(TOO_MANY_DECIMALS.format(meter.precision_digits))
     return errors
 
 
 def date_errors(reading_date: dt.datetime, now: dt.datetime) -> list[str]:
     if reading_date > now + FUTURE_TOLERANCE:
-        return ["A reading cannot be more than 5 minutes in the future."]
+        return [IN_THE_FUTURE]
     return []
 
 
@@ -156,7 +163,7 @@ def _lock_meter(meter_id: int) -> Meter:
 
 def _check_writable(meter: Meter) -> None:
     if meter.status == "DECOMMISSIONED":
-        raise Conflict("This meter is decommissioned: it takes no more readings.")
+        raise Conflict(DECOMMISSIONED)
 
 
 # --- create ----------------------------------------------------------------------------------
@@ -205,13 +212,7 @@ def create_readings(*, meter: Meter, items: Sequence[ReadingInput], actor: Actor
                 continue
             key = (register.pk, item.reading_date)
             if key in seen:
-                errors.append(
-                    ItemError(
-                        index,
-                        "duplicate_reading",
-                        "An earlier item of this batch has the same register and date.",
-                    )
-                )
+                errors.append(ItemError(index, "duplicate_reading", BATCH_DUPLICATE))
                 continue
             seen.add(key)
             pending.append((index, register, item))
