@@ -28,6 +28,7 @@ ERROR_CODES = {
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,
+    "timeout": 503,
 }
 
 
@@ -90,3 +91,10 @@ class IdempotencyKeyReused(ApiError):
 class PayloadTooLarge(ApiError):
     error_code, status_code = "payload_too_large", 413
     default_detail = "The request body is too large."
+
+
+class RequestTimeout(ApiError):
+    """A request past ``REQUEST_TIME_LIMIT_SECONDS``: cancelled in the database, rolled back."""
+
+    error_code, status_code = "timeout", 503
+    default_detail = "The request ran past the server's time limit and was cancelled."

@@ -52,6 +52,8 @@ MIDDLEWARE = [
     "metering.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Every request (static files aside) gets REQUEST_TIME_LIMIT_SECONDS, in the database too.
+    "metering.time_limit.RequestTimeLimitMiddleware",
     # Oversized API bodies are refused before anything reads them.
     "metering.api.middleware.ApiRequestSizeLimitMiddleware",
     "metering.api.middleware.ApiTrailingSlashMiddleware",
@@ -90,6 +92,8 @@ def database(default_url: str) -> dict:
     config = env.db("DATABASE_URL", default=default_url)
     config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     config["CONN_HEALTH_CHECKS"] = True
+    # A request's writes stand or fall together: an error or the time limit rolls back all.
+    config["ATOMIC_REQUESTS"] = True
     if config["ENGINE"] == "django.db.backends.postgresql":
         # The audit triggers (pgtrigger) look `pgtrigger.ignore` up on every row; when it is
         # unset the lookup raises and catches an error, a subtransaction per row (measured:
@@ -132,6 +136,12 @@ STORAGES = {
 MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "media"))
 MEDIA_URL = "/media/"
 PORTAL_PHOTO_MAX_BYTES = env.int("PORTAL_PHOTO_MAX_BYTES", default=10 * 1024 * 1024)
+
+# --- request time ---------------------------------------------------------------------------
+# metering.time_limit: past this a request is cancelled (in PostgreSQL too), rolled back and
+# answered 503 `timeout`; 0 turns the limit off. Keep it below gunicorn's --timeout (60 s in the
+# Dockerfile).
+REQUEST_TIME_LIMIT_SECONDS = env.float("REQUEST_TIME_LIMIT_SECONDS", default=30.0)
 
 # --- request size ---------------------------------------------------------------------------
 # metering.api.middleware refuses a larger API body (by its Content-Length) with a 413 before

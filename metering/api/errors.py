@@ -24,7 +24,15 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.views import set_rollback
 
 from metering.api.throttling import count_refused_request
-from metering.errors import ERROR_CODES, ApiError, Conflict, Overlap, PayloadTooLarge
+from metering.errors import (
+    ERROR_CODES,
+    ApiError,
+    Conflict,
+    Overlap,
+    PayloadTooLarge,
+    RequestTimeout,
+)
+from metering.time_limit import is_timeout, time_limit_message
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +89,8 @@ def _to_api_exception(exc: Exception) -> exceptions.APIException | None:
     if isinstance(exc, (RestrictedError, ProtectedError)):
         names = sorted({str(obj._meta.verbose_name_plural) for obj in exc.args[1]})
         return Conflict(f"Other objects still refer to this one: {', '.join(names)}.")
+    if is_timeout(exc):
+        return exc if isinstance(exc, RequestTimeout) else RequestTimeout(time_limit_message())
     if isinstance(exc, IntegrityError):
         return _integrity_error(exc)
     if isinstance(exc, RequestDataTooBig):
