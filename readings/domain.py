@@ -95,11 +95,22 @@ def consumption_between(
     it the consumption is negative.
     """
     with decimal.localcontext(_EXACT):
-        if value >= previous:
-            return (value - previous) * factor, False
-        if max_value is not None:
-            return (max_value - previous + value) * factor, True
+        return _consumption_between(previous, value, factor, max_value)
+
+
+def _consumption_between(
+    previous: Decimal, value: Decimal, factor: Decimal, max_value: Decimal | None
+) -> tuple[Decimal, bool]:
+    """``consumption_between`` in the exact context, which the caller has entered."""
+    if value >= previous:
         return (value - previous) * factor, False
+    if max_value is not None:
+        return (max_value - previous + value) * factor, True
+    return (value - previous) * factor, False
+
+
+_NEGATIVE_ONLY = frozenset({NEGATIVE})
+_DEVIATION_AND_SPIKE = frozenset({DEVIATION, SPIKE})
 
 
 def rate_flags(
@@ -117,23 +128,42 @@ def rate_flags(
     positive number), DEVIATION is ``|r − b| > deviation × b``, SPIKE ``r ≥ spike × b``, DROP
     ``r < drop × b``. A baseline of 0 flags any positive rate as DEVIATION and SPIKE.
     """
+    with decimal.localcontext(_EXACT):
+        return _rate_flags(
+            consumption,
+            micros,
+            baseline_consumption,
+            baseline_micros,
+            baseline_intervals,
+            thresholds,
+        )
+
+
+def _rate_flags(
+    consumption: Decimal,
+    micros: int,
+    baseline_consumption: Decimal,
+    baseline_micros: int,
+    baseline_intervals: int,
+    thresholds: Thresholds,
+) -> frozenset[str]:
+    """``rate_flags`` in the exact context, which the caller has entered."""
     if consumption < 0:
-        return frozenset({NEGATIVE})
+        return _NEGATIVE_ONLY
     if baseline_intervals < thresholds.min_intervals:
         return NO_FLAGS
     if baseline_consumption == 0:
-        return frozenset({DEVIATION, SPIKE}) if consumption > 0 else NO_FLAGS
-    with decimal.localcontext(_EXACT):
-        rate = consumption * baseline_micros
-        baseline = baseline_consumption * micros
-        flags = set()
-        if abs(rate - baseline) > thresholds.deviation * baseline:
-            flags.add(DEVIATION)
-        if rate >= thresholds.spike * baseline:
-            flags.add(SPIKE)
-        if rate < thresholds.drop * baseline:
-            flags.add(DROP)
-    return frozenset(flags)
+        return _DEVIATION_AND_SPIKE if consumption > 0 else NO_FLAGS
+    rate = consumption * baseline_micros
+    baseline = baseline_consumption * micros
+    flags = set()
+    if abs(rate - baseline) > thresholds.deviation * baseline:
+        flags.add(DEVIATION)
+    if rate >= thresholds.spike * baseline:
+        flags.add(SPIKE)
+    if rate < thresholds.drop * baseline:
+        flags.add(DROP)
+    return frozenset(flags) if flags else NO_FLAGS
 
 
 def derive_series(
@@ -166,39 +196,38 @@ def derive_series(
     window_micros = 0
     span = thresholds.baseline_span
     previous: Point | None = None
-    for point in points:
-        if previous is None:
-            first = since is None or point.reading_date >= since
-            results.append(Derived(None, None, False, NO_FLAGS) if first else None)
-            previous = point
-            continue
-        base = previous.value
-        while pending and pending[0].at < point.reading_date:
-            restart = pending.popleft()
-            if restart.at >= previous.reading_date:
-                base = restart.initial_value
-        consumption, is_rollover = consumption_between(
-            base, point.value, factor=factor, max_value=max_value
-        )
-        micros = (point.reading_date - previous.reading_date) // _MICROSECOND
-        oldest_end = earlier_by(point.reading_date, span)
-        while window and window[0][0] < oldest_end:
-            _, old_micros, old_consumption = window.popleft()
-            window_micros -= old_micros
-            window_consumption -= old_consumption
-        if since is not None and point.reading_date < since:
-            results.append(None)
-        else:
-            flags = rate_flags(
-                consumption, micros, window_consumption, window_micros, len(window), thresholds
-            )
-            results.append(Derived(base, consumption, is_rollover, flags))
-        if consumption >= 0:
-            window.append((point.reading_date, micros, consumption))
-            window_micros += micros
-            with decimal.localcontext(_EXACT):
+    # One exact context for the whole series (entering one per point cost a third of the time).
+    with decimal.localcontext(_EXACT):
+        for point in points:
+            if previous is None:
+                first = since is None or point.reading_date >= since
+                results.append(Derived(None, None, False, NO_FLAGS) if first else None)
+                previous = point
+                continue
+            base = previous.value
+            while pending and pending[0].at < point.reading_date:
+                restart = pending.popleft()
+                if restart.at >= previous.reading_date:
+                    base = restart.initial_value
+            consumption, is_rollover = _consumption_between(base, point.value, factor, max_value)
+            micros = (point.reading_date - previous.reading_date) // _MICROSECOND
+            oldest_end = earlier_by(point.reading_date, span)
+            while window and window[0][0] < oldest_end:
+                _, old_micros, old_consumption = window.popleft()
+                window_micros -= old_micros
+                window_consumption -= old_consumption
+            if since is not None and point.reading_date < since:
+                results.append(None)
+            else:
+                flags = _rate_flags(
+                    consumption, micros, window_consumption, window_micros, len(window), thresholds
+                )
+                results.append(Derived(base, consumption, is_rollover, flags))
+            if consumption >= 0:
+                window.append((point.reading_date, micros, consumption))
+                window_micros += micros
                 window_consumption += consumption
-        previous = point
+            previous = point
     return results
 
 
