@@ -23,9 +23,12 @@ RUN groupadd --system --gid 10001 metering \
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY . /app
-# collectstatic needs settings to load; this throwaway key never reaches a running container.
+# collectstatic needs settings to load; this throwaway key never reaches a running container,
+# nor does the cache address (collectstatic does not use the cache). A running container needs
+# CACHE_URL of a cache every worker shares (e.g. redis://redis:6379/1): the production settings
+# refuse a per-process one, which would count the rate limits per worker.
 RUN DJANGO_SECRET_KEY=collectstatic-only-build-time-key-0123456789abcdefghijklmnop \
-    DJANGO_ALLOWED_HOSTS=localhost \
+    DJANGO_ALLOWED_HOSTS=localhost CACHE_URL=redis://127.0.0.1:6379/1 \
     python manage.py collectstatic --noinput --verbosity 0
 # Created before VOLUME, so a new volume starts with this owner and mode.
 RUN install --directory --owner=metering --group=metering --mode=0750 /app/media

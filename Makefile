@@ -33,7 +33,7 @@ lint: install-dev
 	# In-memory SQLite: the migration check needs no database server.
 	DATABASE_URL=sqlite://:memory: $(BIN)/python manage.py makemigrations --check --dry-run
 	DJANGO_SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(64))') \
-	DJANGO_ALLOWED_HOSTS=metering.example.com \
+	DJANGO_ALLOWED_HOSTS=metering.example.com CACHE_URL=redis://127.0.0.1:6379/1 \
 		$(BIN)/python manage.py check --deploy --fail-level WARNING \
 		--settings=config.settings.production
 

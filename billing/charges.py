@@ -40,12 +40,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from billing import domain
 from billing.models import AllocationRule, BillingPeriod, Charge, Lease, Tariff
+from metering import domain as metering_domain
 from metering.errors import Conflict
 from metering.models import Estate, Meter, Register
 from readings import periods as readings_periods
@@ -779,7 +781,19 @@ class _Calculation:
 
 
 def calculate(period: BillingPeriod) -> Calculation:
-    """The charges and issues of ``period`` as computing it now would give; writes nothing."""
+    """The charges and issues of ``period`` as computing it now would give; writes nothing.
+
+    A period outside the product's calendar (``metering.domain``; the API refuses to store
+    one, an older row or another path may hold one) is a ``ValidationError``: its days' next
+    day and the readings' windows around it overflow at the calendar's ends.
+    """
+    errors = {
+        name: messages
+        for name in ("start_date", "end_date")
+        if (messages := metering_domain.date_range_errors(getattr(period, name)))
+    }
+    if errors:
+        raise ValidationError(errors)
     return _Calculation(_load(period)).run()
 
 

@@ -1,16 +1,34 @@
-"""Reads of the billing app: the meters of leases, statements (set-based, fixed query counts)."""
+"""Reads of the billing app: the meters of leases, statements, the portal's readings
+(set-based, fixed query counts)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import (
+    BooleanField,
+    Case,
+    CharField,
+    DecimalField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Concat
 
-from billing.models import BillingPeriod, Charge, Lease, MeterShare
+from billing.models import BillingPeriod, Charge, Lease, MeterShare, PortalKey, Tenant
 from metering.models import Estate, Meter
+from readings.models import Reading
 
 # The billing types a lease is billed for through its estate (CONTRACT §5: a lease's meters).
 ESTATE_BILLING_TYPES = ("INDIVIDUAL", "INCLUDED")
@@ -92,4 +110,68 @@ def statement(*, period: BillingPeriod, lease: Lease) -> Statement:
         amount=sum((charge.amount for charge in charges), Decimal("0.00")),
         vat_amount=sum((charge.vat_amount for charge in charges), Decimal("0.00")),
         total_amount=sum((charge.total_amount for charge in charges), Decimal("0.00")),
+    )
+
+
+# --- the tenant portal (CONTRACT §6) ----------------------------------------------------------
+
+
+def is_shared_with_others(meter: Meter) -> bool:
+    """A meter a lease sees though it serves other estates too (``SHARED``, ``COLLECTIVE``),
+    unlike its estate's own meters (``ESTATE_BILLING_TYPES``)."""
+    return meter.billing_type not in ESTATE_BILLING_TYPES
+
+
+def tenant_actors(*, tenant: Tenant) -> QuerySet[PortalKey]:
+    """The ``created_by`` of the readings sent with the tenant's portal keys (revoked or
+    expired ones included: what they sent is still the tenant's), as a subquery."""
+    return (
+        PortalKey.objects.filter(tenant=tenant)
+        .annotate(actor=Concat(Value("key:"), "prefix", output_field=CharField()))
+        .values("actor")
+    )
+
+
+def portal_readings(
+    *, readings: QuerySet[Reading], tenant: Tenant, meter: Meter, since: dt.datetime
+) -> QuerySet[Reading]:
+    """``readings`` of ``meter`` (already narrowed to the tenant's lease, from ``since`` on),
+    each annotated in the same query with what the tenant may see of it:
+
+    - ``shows_reader``: who took it (photo, notes, reader, credential, lease). On a meter
+      shared with others only for the readings sent with one of the tenant's own portal keys;
+      on its estate's own meter for every reading of its lease.
+    - ``counts_from_lease``: an earlier reading of the register is dated within the lease, so
+      ``previous_value`` and ``consumption`` are the tenant's; false for the first reading of
+      the lease, which counts from a reading made before it.
+    - ``visible_notes``, ``visible_reader_name``, ``visible_consumption``: those fields as the
+      tenant sees them, for searching and ordering (a search on another's notes, or an
+      ordering by a hidden consumption, would tell what they hold).
+    """
+    if is_shared_with_others(meter):
+        own = Q(source="PORTAL", created_by__in=tenant_actors(tenant=tenant))
+        shows_reader = ExpressionWrapper(own, output_field=BooleanField())
+    else:
+        shows_reader = Value(True, output_field=BooleanField())
+    earlier_in_lease = Reading.objects.filter(
+        register_id=OuterRef("register_id"),
+        reading_date__gte=since,
+        reading_date__lt=OuterRef("reading_date"),
+    )
+    return readings.annotate(
+        shows_reader=shows_reader, counts_from_lease=Exists(earlier_in_lease)
+    ).annotate(
+        visible_notes=Case(
+            When(shows_reader=True, then=F("notes")), default=Value(""), output_field=TextField()
+        ),
+        visible_reader_name=Case(
+            When(shows_reader=True, then=F("reader_name")),
+            default=Value(""),
+            output_field=CharField(),
+        ),
+        visible_consumption=Case(
+            When(counts_from_lease=True, then=F("consumption")),
+            default=None,
+            output_field=DecimalField(max_digits=38, decimal_places=18),
+        ),
     )

@@ -21,6 +21,7 @@ from django.utils.text import slugify
 
 from billing.models import Charge
 from billing.selectors import Statement
+from metering.csv_files import spreadsheet_safe
 
 TEMPLATE = "billing/statement.html"
 # The printed page rounds indexes and consumptions (exact in JSON and CSV).
@@ -48,8 +49,6 @@ CSV_COLUMNS = (
     "is_estimated",
     "is_included",
 )
-# Free-text cells a spreadsheet could take for a formula (CSV injection).
-_TEXT_COLUMNS = ("meter_serial_number", "meter_name", "register_code", "unit", "basis")
 _MONEY_COLUMNS = ("amount", "vat_amount", "total_amount")
 
 
@@ -169,10 +168,8 @@ def _csv_cell(column: str, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, Decimal):
         return plain(value, 2 if column in _MONEY_COLUMNS else 0)
-    text = "" if value is None else str(value)
-    if column in _TEXT_COLUMNS and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        text = "'" + text
-    return text
+    # Any text, whoever wrote it: a formula gets its quote (CSV injection, CONTRACT §7).
+    return spreadsheet_safe("" if value is None else str(value))
 
 
 def render_csv(statement: Statement) -> str:

@@ -9,10 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.contrib import admin
-from django.contrib.auth import get_user_model
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from metering import domain, services
 from metering.admin_base import (
@@ -30,6 +34,7 @@ from metering.models import (
     ApiKey,
     Estate,
     Gateway,
+    Invitation,
     Membership,
     Meter,
     MeterDevice,
@@ -99,30 +104,31 @@ class AccountAdmin(AccountScopedAdmin):
 class MembershipAdmin(AccountScopedAdmin):
     """Members and their roles, managed by the account's ADMINs.
 
-    A member cannot change or delete their own membership, so that no ADMIN locks themself
-    out by mistake. Members other than superusers name the user by username: the list of
-    every user of the installation is not theirs to see.
+    Members join only through an invitation by e-mail address (``InvitationAdmin``), accepted
+    by the person: no page adds a login of the installation to an account, nor tells whether
+    a username or an address exists (CONTRACT §1). A member cannot change or delete their own
+    membership, so that no ADMIN locks themself out by mistake.
     """
 
     scope = None
+    change_list_template = "admin/metering/membership/change_list.html"
     list_display = ("user", "role", "created_at")
     list_filter = ("role",)
     search_fields = ("user__username", "user__email", "user__first_name", "user__last_name")
     list_select_related = ("user", "account")
     fieldsets = ((None, {"fields": ("account", "user", "role")}),)
-    change_readonly_fields = ("user",)
+    readonly_fields = ("user",)
 
-    def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs: Any):
-        # Returned here, not from formfield_for_foreignkey, so no related-object links wrap it.
-        if db_field.name == "user" and not request.user.is_superuser:
-            return forms.ModelChoiceField(
-                queryset=get_user_model().objects.filter(is_active=True),
-                to_field_name="username",
-                widget=forms.TextInput,
-                label="Username",
-                error_messages={"invalid_choice": "No active user has this username."},
-            )
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # invite instead
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        context = {
+            "invite_url": reverse("admin:metering_invitation_add"),
+            "can_invite": self.role_allows(request, "write"),  # ADMINs, as for invitations
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         if obj is not None and obj.user_id == request.user.pk and not request.user.is_superuser:
@@ -133,6 +139,123 @@ class MembershipAdmin(AccountScopedAdmin):
         if obj is not None and obj.user_id == request.user.pk and not request.user.is_superuser:
             return False
         return super().has_delete_permission(request, obj)
+
+
+class InvitationForm(AccountScopedForm):
+    def validate_unique(self) -> None:
+        # Inviting an address again replaces its open invitation (services.invite_member):
+        # the database's one-open-invitation constraint is not the form's to check.
+        pass
+
+
+class InvitationStatusFilter(admin.SimpleListFilter):
+    title = gettext_lazy("status")
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("pending", gettext_lazy("Pending")),
+            ("accepted", gettext_lazy("Accepted")),
+            ("revoked", gettext_lazy("Revoked")),
+            ("expired", gettext_lazy("Expired")),
+        ]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        value = self.value()
+        if value == "pending":
+            return queryset.usable(now)
+        if value == "accepted":
+            return queryset.filter(accepted_at__isnull=False)
+        if value == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        if value == "expired":
+            return queryset.open().filter(Q(expires_at__lte=now))
+        return queryset
+
+
+@admin.register(Invitation)
+class InvitationAdmin(AccountScopedAdmin):
+    """Invitations of members by e-mail address (CONTRACT §1), by the account's ADMINs.
+
+    Adding one mails its one-time link (``services.invite_member``); the page answers the same
+    whoever the address belongs to. An invitation is never edited: it is revoked (action), or
+    replaced by inviting the address again.
+    """
+
+    scope = None
+    form = InvitationForm
+    list_display = ("email", "role", "status", "created_at", "expires_at", "invited_by")
+    list_filter = (InvitationStatusFilter, "role")
+    search_fields = ("email",)
+    list_select_related = ("account", "invited_by")
+    add_fieldsets = ((None, {"fields": ("account", "email", "role")}),)
+    fieldsets = (
+        (None, {"fields": ("account", "email", "role", "status")}),
+        (
+            gettext_lazy("History"),
+            {
+                "fields": (
+                    "invited_by",
+                    "created_at",
+                    "expires_at",
+                    "accepted_at",
+                    "accepted_by",
+                    "revoked_at",
+                )
+            },
+        ),
+    )
+    readonly_fields = (
+        "status",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+        "accepted_by",
+        "revoked_at",
+    )
+    actions = ("revoke_selected_invitations",)
+
+    @admin.display(description=gettext_lazy("status"))
+    def status(self, invitation: Invitation) -> str:
+        return invitation.status(timezone.now())
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # The list's revoke action needs it; a stored invitation's page is read-only.
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # revoked, kept as the history of who was invited
+
+    @admin.action(description=gettext_lazy("Revoke selected invitations"), permissions=["change"])
+    def revoke_selected_invitations(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = services.revoke_invitations(invitations=queryset)
+        self.message_user(
+            request, _("%(count)d invitation(s) revoked.") % {"count": count}, messages.SUCCESS
+        )
+
+    def create(self, request: HttpRequest, form: forms.ModelForm) -> Invitation:
+        data = form.cleaned_data
+        return services.invite_member(
+            account=data["account"],
+            email=data["email"],
+            role=data["role"],
+            invited_by=request.user,
+        )
+
+    def response_add(self, request: HttpRequest, obj: Invitation, post_url_continue=None):
+        # One message, the same for every address (a new person, a login, a member already).
+        self.message_user(
+            request,
+            _(
+                "An invitation was sent to %(email)s. The person joins the account once they "
+                "follow its link and accept."
+            )
+            % {"email": obj.email},
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:metering_invitation_changelist"))
 
 
 class ApiKeyForm(AccountScopedForm):

@@ -4,9 +4,10 @@ Reached from the meter list (``/admin/metering/meter/import/``). The member choo
 what the file holds (meters; index and period readings once ``readings`` plugs them in through
 :data:`IMPORT_KINDS`) and the file; then:
 
-1. the upload (at most :data:`IMPORT_MAX_BYTES`, 50 MB: a year of quarter-hour readings of
-   a hundred meters is about that) is saved under :data:`UPLOAD_DIR`, in a directory named by a
-   random token that only the member's session knows;
+1. the upload (at most the ``IMPORT_MAX_BYTES`` setting, 50 MB by default: a year of
+   quarter-hour readings of a hundred meters is about that; ``metering.uploads`` stops reading
+   a larger file, which is a form error) is saved under :data:`UPLOAD_DIR`, in a directory
+   named by a random token that only the member's session knows;
 2. a dry run of the import (the same function as the command's, ``dry_run=True``) shows the
    counts and the first :data:`SHOWN_REJECTED_ROWS` rejected rows (line, code, message);
 3. "Confirm import" runs the import on the same saved file and shows the counts as a message;
@@ -49,8 +50,8 @@ from django.urls import path, reverse
 from metering.admin_base import AccountIds, member_roles, role_grants
 from metering.imports import ImportResult, import_meters
 from metering.models import Account
+from metering.uploads import max_bytes, shown_size, too_large_message
 
-IMPORT_MAX_BYTES = 50 * 1024 * 1024
 UPLOAD_MAX_AGE_SECONDS = 3600
 SHOWN_REJECTED_ROWS = 200
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "metering-admin-imports"
@@ -150,32 +151,39 @@ def import_url(request: HttpRequest) -> str | None:
 class ImportForm(forms.Form):
     account = forms.ModelChoiceField(queryset=Account.objects.none(), empty_label=None)
     kind = forms.ChoiceField(label="The file holds")
-    file = forms.FileField(
-        label="CSV file",
-        help_text=(
-            "UTF-8 (with or without BOM), ',' or ';' delimited, the API's field names on line 1; "
-            f"at most {IMPORT_MAX_BYTES // (1024 * 1024)} MB."
-        ),
-    )
+    file = forms.FileField(label="CSV file")
 
-    def __init__(self, *args: Any, targets: dict[str, AccountIds], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        targets: dict[str, AccountIds],
+        refused: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.targets = targets
+        # The upload metering.uploads stopped reading at the limit (request.upload_refused).
+        self.refused = refused
         self.fields["account"].queryset = importable_accounts(targets).order_by("name")
         self.fields["kind"].choices = [(name, IMPORT_KINDS[name].label) for name in targets]
+        self.fields["file"].help_text = (
+            "UTF-8 (with or without BOM), ',' or ';' delimited, the API's field names on line 1; "
+            f"at most {shown_size(max_bytes())}."
+        )
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
-        if upload.size > IMPORT_MAX_BYTES:
-            raise forms.ValidationError(
-                f"The file is {upload.size / (1024 * 1024):.1f} MB; at most "
-                f"{IMPORT_MAX_BYTES // (1024 * 1024)} MB are accepted. Split it, or use "
-                "manage.py import_* on the server."
-            )
+        limit = max_bytes()
+        if upload.size > limit:
+            raise forms.ValidationError(too_large_message(limit=limit, size=upload.size))
         return upload
 
     def clean(self):
         data = super().clean()
+        if self.refused is not None:
+            # The file was dropped on the way ("This field is required"): say why.
+            self.errors.pop("file", None)
+            self.add_error("file", too_large_message(limit=self.refused["limit"]))
         account, kind = data.get("account"), data.get("kind")
         if account is not None and kind and not may_import(self.targets, kind, account.pk):
             raise forms.ValidationError(
@@ -258,7 +266,12 @@ def import_view(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
         if not importable_accounts(targets).filter(pk=as_uuid(posted_account)).exists():
             # Not an account where the member may import anything: not theirs to try.
             raise PermissionDenied
-        form = ImportForm(request.POST, request.FILES, targets=targets)
+        form = ImportForm(
+            request.POST,
+            request.FILES,
+            targets=targets,
+            refused=getattr(request, "upload_refused", None),
+        )
         if form.is_valid():
             response = preview(request, model_admin, form)
             if response is not None:

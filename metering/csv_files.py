@@ -23,6 +23,9 @@ What the file may be:
 - line 1 is the header: the API's field names, no duplicates. A missing required column or
   an unknown column is a :class:`CommandError` naming them. Columns declared ``ignored`` are
   accepted and dropped (e.g. the computed columns of ``export_readings``);
+- a cell that the product's CSV writers quoted against formula injection (``'=SUM(A1)``, see
+  below) is read without that one quote (:func:`unquote_cell`), so an export reads back as it
+  was;
 - blank lines (and rows whose every cell is empty) are skipped; a row with more cells than the
   header is rejected with the code ``malformed_row``. Line numbers are the file's physical line
   numbers (header = 1); a quoted cell spanning lines counts from the line where its row starts.
@@ -40,6 +43,12 @@ then, when any row was rejected, a :class:`CommandError` with ``returncode=1``: 
 written on stderr (``line 4: validation_error: multiplier: ...``, the first 50) and, with
 ``--errors-out FILE``, to a CSV with the columns ``line``, ``code``, ``message``.
 
+Every CSV the product writes (exports, statements, errors files) writes its rows through
+:func:`csv_row` (or :func:`csv_lines`, :func:`write_csv`): a text cell that a spreadsheet would
+run as a formula, starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, gets a
+leading ``'`` (:func:`spreadsheet_safe`, CONTRACT §7); numbers, negative ones included, stay
+numbers.
+
 A progress bar (share of the file's bytes read) is drawn on the command's stdout only when it
 is a terminal. tqdm is not among our dependencies, so it is a few lines of our own.
 """
@@ -49,6 +58,7 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -61,6 +71,56 @@ DELIMITERS = (",", ";")
 ERROR_COLUMNS = ("line", "code", "message")
 # Rejected rows written on stderr; the rest only in the --errors-out file.
 SHOWN_ERRORS = 50
+
+# --- formula injection (CONTRACT §7) ---------------------------------------------------------
+# A text cell starting with one of these is run as a formula by a spreadsheet: ``=``, ``+``,
+# ``-``, ``@``, a tab, a carriage return. A text that has quotes before one (``'=x``) gets one
+# more quote too, so that taking one off on import gives back exactly the text written.
+FORMULA_START = re.compile("'*[=+\\-@\t\r]")
+FORMULA_FIRST = frozenset("'=+-@\t\r")
+QUOTED_FORMULA_START = re.compile("'+[=+\\-@\t\r]")
+# A signed number (``-3.5``, ``+12``, ``-1e5``, ``-12,5``): a spreadsheet reads it as a number,
+# runs nothing, and a quote would turn it into text.
+SIGNED_NUMBER = re.compile(r"[+-](\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_safe(cell: Any) -> Any:
+    """``cell`` as a CSV writer should write it: a text that a spreadsheet would run as a
+    formula gets one leading ``'`` (``=HYPERLINK(...)`` → ``'=HYPERLINK(...)``).
+
+    Values that are not text (numbers, dates, None) and texts that are a plain signed number
+    (``-3.5``) are returned unchanged. :func:`unquote_cell` undoes it for any text.
+    """
+    if (
+        type(cell) is str
+        and cell[:1] in FORMULA_FIRST
+        and FORMULA_START.match(cell)
+        and not SIGNED_NUMBER.fullmatch(cell)
+    ):
+        return "'" + cell
+    return cell
+
+
+def unquote_cell(text: str) -> str:
+    """A cell of a file as the product wrote it, without :func:`spreadsheet_safe`'s quote:
+    one leading ``'`` is taken off a text that, without it, starts a formula (``'=x`` → ``=x``,
+    ``''=x`` → ``'=x``, ``'-3.5`` → ``-3.5``); any other text is returned unchanged."""
+    if text[:1] == "'" and QUOTED_FORMULA_START.match(text):
+        return text[1:]
+    return text
+
+
+def csv_row(cells: Iterable[Any]) -> list[Any]:
+    """One row as every product CSV writes it: ``None`` as an empty cell, text made safe."""
+    # The first-character test inline: most cells are numbers or start with a letter.
+    return [
+        ""
+        if cell is None
+        else spreadsheet_safe(cell)
+        if type(cell) is str and cell[:1] in FORMULA_FIRST
+        else cell
+        for cell in cells
+    ]
 
 
 def normalise_decimal_comma(text: str) -> str:
@@ -154,7 +214,7 @@ class ErrorsFile:
         self.writer.writerow(ERROR_COLUMNS)
 
     def write(self, line: int, code: str, message: str) -> None:
-        self.writer.writerow((line, code, message))
+        self.writer.writerow(csv_row((line, code, message)))
 
     def close(self) -> None:
         if self.handle is not None:
@@ -183,6 +243,8 @@ class CsvImport:
         self._binary: IO[bytes] | None = None
         self._bytes_read = 0
         self._line = 0
+        # Whether the lines read since the last row hold a ``'`` (see ``cells``).
+        self._apostrophe = False
 
     # --- context ----------------------------------------------------------------------------
 
@@ -232,12 +294,19 @@ class CsvImport:
                     f"{self.path} is not a text CSV file: line {self._line} holds a NUL "
                     "character (0x00). Save the file as UTF-8."
                 )
+            if "'" in text:
+                self._apostrophe = True
             yield text
 
     def cells(self) -> Iterator[tuple[int, list[str]]]:
         """``(line number, [cell, ...])`` for each data row as the file has it: cells neither
         stripped nor counted, blank lines left out. Reads the header first (checked, as
-        :attr:`header`) and draws the progress bar."""
+        :attr:`header`) and draws the progress bar.
+
+        The one change: the quote that the product's CSV writers put before a formula
+        (:func:`spreadsheet_safe`) is taken off (:func:`unquote_cell`), so that every import
+        (these rows, :meth:`rows`, the set-based import's ``COPY``) reads an export back as
+        the text it was. Only the rows whose lines hold a ``'`` are looked at."""
         lines = self._lines()
         first = next(lines, None)
         if first is None or not first.strip():
@@ -249,10 +318,15 @@ class CsvImport:
 
         progress = self._progress_bar()
         row_start = self._line + 1
+        self._apostrophe = False
+        # The reader reads a row's lines only as it gives the row: the flag is that row's.
         for rows, cells in enumerate(reader, 1):
             line, row_start = row_start, self._line + 1
             if progress:
                 progress.update(self._bytes_read, rows)
+            if self._apostrophe:
+                self._apostrophe = False
+                cells = [unquote_cell(cell) for cell in cells]
             if cells:
                 yield line, cells
         if progress:
@@ -340,12 +414,36 @@ class CsvImport:
             )
 
 
-def write_csv(handle: IO[str], header: Iterable[str], rows: Iterable[Iterable[Any]]) -> int:
-    """Write ``header`` and ``rows`` (``None`` as an empty cell) as a ``,`` CSV; the row count."""
-    writer = csv.writer(handle, lineterminator="\n")
-    writer.writerow(header)
-    count = 0
+class _Line:
+    """A file-like object whose ``write`` returns its text: ``csv.writer`` then gives lines."""
+
+    def write(self, text: str) -> str:
+        return text
+
+
+def csv_lines(
+    header: Iterable[str], rows: Iterable[Iterable[Any]], *, line_end: str = "\n"
+) -> Iterator[str]:
+    """``header`` and ``rows`` as ``,`` CSV lines ending with ``line_end``, one at a time:
+    ``None`` as an empty cell, text made safe (:func:`csv_row`).
+
+    A cell holding a line feed *or a carriage return* is quoted whatever ``line_end``: the
+    writer quotes the characters of its line terminator, so it is given both and its ``\r\n``
+    replaced. (With ``lineterminator="\n"`` alone, a bare ``\r`` in a tenant's notes would be
+    written unquoted: a spreadsheet starts a new row there, whose first cell could be a formula.)
+    """
+    writer = csv.writer(_Line(), lineterminator="\r\n")
+    yield writer.writerow(csv_row(header))[:-2] + line_end
     for row in rows:
-        writer.writerow(["" if cell is None else cell for cell in row])
+        yield writer.writerow(csv_row(row))[:-2] + line_end
+
+
+def write_csv(handle: IO[str], header: Iterable[str], rows: Iterable[Iterable[Any]]) -> int:
+    """Write ``header`` and ``rows`` as :func:`csv_lines` gives them; the row count."""
+    lines = csv_lines(header, rows)
+    handle.write(next(lines))
+    count = 0
+    for line in lines:
+        handle.write(line)
         count += 1
     return count

@@ -6,6 +6,7 @@ tables so that each rule has one source of truth.
 
 from __future__ import annotations
 
+import datetime as dt
 import zoneinfo
 from enum import StrEnum
 from functools import cache
@@ -133,3 +134,46 @@ def time_zones() -> frozenset[str]:
 
 def is_time_zone(name: str) -> bool:
     return name in time_zones()
+
+
+# --- the calendar the product accepts ---------------------------------------------------------
+
+# Every date the product takes in (a body, a query parameter, a CSV cell), and the calendar day
+# of every datetime as written (in its own offset, or the account's zone without one), lies in
+# these years. Python's dates end at years 1 and 9999: a time-zone conversion, a "next day" or
+# a baseline window near them overflows. A year of margin on each side keeps every computation
+# of the product (day ± 1, ± 7 days, the anomaly baseline's 365 days, week and year buckets,
+# offsets of ±14 h) inside what Python and PostgreSQL represent; outside is a 400.
+FIRST_DATE = dt.date(1900, 1, 1)
+LAST_DATE = dt.date(9998, 12, 31)
+DATE_RANGE_MESSAGE = f"Dates must lie between {FIRST_DATE} and {LAST_DATE}."
+
+
+def date_in_range(day: dt.date | dt.datetime) -> bool:
+    """Whether ``day`` (a date, or a datetime's calendar day as written) is a supported date."""
+    if isinstance(day, dt.datetime):
+        day = day.date()
+    return FIRST_DATE <= day <= LAST_DATE
+
+
+def instant_in_range(instant: dt.datetime) -> bool:
+    """Whether an aware ``instant`` can be a time of a supported date in some time zone: its
+    UTC day within a day of them (UTC offsets are under a day). For the paths that get an
+    instant, not the text it was written in (the engine's own check, the admin's forms)."""
+    try:
+        day = instant.astimezone(dt.UTC).date()
+    except OverflowError:  # before year 1 or after year 9999 in UTC
+        return False
+    return FIRST_DATE - dt.timedelta(days=1) <= day <= LAST_DATE + dt.timedelta(days=1)
+
+
+def value_in_range(value: dt.date | dt.datetime) -> bool:
+    """A stored date or datetime (aware: :func:`instant_in_range`) of the supported calendar."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return instant_in_range(value)
+    return date_in_range(value)
+
+
+def date_range_errors(day: dt.date | dt.datetime) -> list[str]:
+    """``[DATE_RANGE_MESSAGE]`` when ``day`` is outside the supported dates, else ``[]``."""
+    return [] if date_in_range(day) else [DATE_RANGE_MESSAGE]

@@ -98,3 +98,17 @@ class RequestTimeout(ApiError):
 
     error_code, status_code = "timeout", 503
     default_detail = "The request ran past the server's time limit and was cancelled."
+
+
+class InvitationNotUsable(ApiError):
+    """A member invitation's link that was used, revoked or has expired (or never existed)."""
+
+    error_code, status_code = "not_found", 404
+    default_detail = "This invitation link has expired, was used already or was revoked."
+
+
+class InvitationForAnotherLogin(ApiError):
+    """Accepting a member invitation with a login that is not the invited address's."""
+
+    error_code, status_code = "permission_denied", 403
+    default_detail = "This invitation is for another login."

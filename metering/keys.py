@@ -12,6 +12,8 @@ import secrets
 
 ACCOUNT_KEY_PREFIX = "mtr_"
 PORTAL_KEY_PREFIX = "mtp_"
+# The one-time token of a member invitation's link (metering.services.invite_member).
+INVITATION_KEY_PREFIX = "mti_"
 CLEAR_PREFIX_LENGTH = 12
 
 

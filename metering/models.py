@@ -138,6 +138,80 @@ class Membership(TimeStampedModel):
         return f"{self.user} · {self.account} · {self.role}"
 
 
+class InvitationQuerySet(AccountScopedQuerySet):
+    def open(self) -> InvitationQuerySet:
+        """Neither accepted nor revoked (expired ones included)."""
+        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True)
+
+    def usable(self, now: dt.datetime) -> InvitationQuerySet:
+        return self.open().filter(expires_at__gt=now)
+
+
+class Invitation(TimeStampedModel):
+    """An ADMIN's invitation of an e-mail address to join an account with a role (CONTRACT §1).
+
+    The link mailed to the address carries a one-time token, of which only the SHA-256 digest
+    is stored (as for keys). The link is used once: it sets a password and creates the login
+    when the address has none, or lets the existing login join after signing in. Whether the
+    address has a login is looked at only then, never when inviting, so that inviting answers
+    the same for every address.
+    """
+
+    EMAIL_MAX_LENGTH = 150  # the address becomes the username of a new login (150 at most)
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(max_length=EMAIL_MAX_LENGTH)
+    role = models.CharField(max_length=16, choices=[(r.value, r.value) for r in domain.Role])
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    expires_at = models.DateTimeField(editable=False)
+    accepted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # A new invitation of an address replaces (revokes) the open one.
+            models.UniqueConstraint(
+                models.functions.Lower("email"),
+                "account",
+                condition=Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="invitation_one_open_per_address",
+            ),
+            models.CheckConstraint(
+                condition=Q(accepted_at__isnull=True) | Q(revoked_at__isnull=True),
+                name="invitation_accepted_or_revoked",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def status(self, now: dt.datetime) -> str:
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.revoked_at is not None:
+            return "revoked"
+        return "pending" if self.expires_at > now else "expired"
+
+
 class KeyBase(TimeStampedModel):
     """A bearer credential stored hashed: only ``prefix`` is kept in clear."""
 
@@ -478,6 +552,33 @@ class Meter(TimeStampedModel):
     def has_readings(self) -> bool:
         return self.readings.exists() or self.period_readings.exists()
 
+    def stored_value_above_max_value(self, stored: Meter) -> str | None:
+        """Why ``max_value`` cannot be lowered to this value (CONTRACT §3), or None.
+
+        A counter's modulus is never below an index it already showed: the highest stored
+        reading of any register (a reading equal to ``max_value`` is allowed, as the engine
+        allows it). Asked only when ``max_value`` is set or lowered: one query then.
+        """
+        new = self.max_value
+        if not isinstance(new, Decimal) or new <= 0:
+            return None  # no modulus, or a value the field's own validation refuses
+        if stored.max_value is not None and new >= stored.max_value:
+            return None  # readings never exceed the stored modulus
+        highest = (
+            stored.readings.filter(value__gt=new)
+            .order_by("-value", "reading_date")
+            .values_list("value", "reading_date", "register__code")
+            .first()
+        )
+        if highest is None:
+            return None
+        value, reading_date, register = highest
+        shown = format(value.normalize(), "f")
+        return (
+            f"This meter has a reading of {shown} (register {register}, "
+            f"{reading_date:%Y-%m-%d}): max_value cannot be below a stored value."
+        )
+
     def clean(self) -> None:
         """Every cross-field rule of CONTRACT §3's meter table; run by the API and the admin."""
         errors: dict[str, list[str]] = {}
@@ -507,6 +608,9 @@ class Meter(TimeStampedModel):
                 )
             if self.meter_type != stored.meter_type and stored.has_readings():
                 error("meter_type", "The meter type cannot change once the meter has readings.")
+            below = self.stored_value_above_max_value(stored)
+            if below is not None:
+                error("max_value", below)
             for field in ("multiplier", "max_value"):
                 if (
                     getattr(self, field) != getattr(stored, field)
@@ -735,9 +839,15 @@ class MeterDevice(TimeStampedModel):
 
 
 class IdempotencyRecord(models.Model):
-    """The first response to a POST sent with an ``Idempotency-Key`` (CONTRACT §2), for 24 h."""
+    """The first response to a POST sent with an ``Idempotency-Key`` (CONTRACT §2), for 24 h.
+
+    Keys belong to the credential that sent them (``credential``: ``metering.apikey:12``,
+    ``billing.portalkey:3``, ``user:7`` for a member's session): another credential of the
+    account using the same key neither replays nor is refused.
+    """
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    credential = models.CharField(max_length=100, default="")
     key = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and body.")
     status_code = models.PositiveSmallIntegerField(null=True)
@@ -746,7 +856,9 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["account", "key"], name="idempotency_unique_key")
+            models.UniqueConstraint(
+                fields=["account", "credential", "key"], name="idempotency_unique_credential_key"
+            )
         ]
 
     def __str__(self) -> str:

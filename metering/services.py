@@ -7,18 +7,29 @@ to the contract's codes.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from django.conf import settings
+from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.core.mail import EmailMessage
+from django.db import IntegrityError, models, transaction
 from django.db.models import QuerySet
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
-from metering import domain, keys
-from metering.errors import Conflict, MeterHasReadings, MeterHasSubMeters
-from metering.models import Account, ApiKey, KeyBase, Meter, Register
+from metering import domain, keys, selectors
+from metering.errors import (
+    Conflict,
+    InvitationForAnotherLogin,
+    InvitationNotUsable,
+    MeterHasReadings,
+    MeterHasSubMeters,
+)
+from metering.models import Account, ApiKey, Invitation, KeyBase, Membership, Meter, Register
 from metering.signals import series_parameters_changed
 
 Model = TypeVar("Model", bound=models.Model)
@@ -32,6 +43,16 @@ def full_clean(instance: models.Model) -> None:
     """
     relations = [field.name for field in instance._meta.fields if field.is_relation]
     instance.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
+    # Dates within the product's calendar, whatever path wrote them (API, admin, import).
+    errors = {
+        field.name: [domain.DATE_RANGE_MESSAGE]
+        for field in instance._meta.fields
+        if isinstance(field, models.DateField)  # DateTimeField too
+        and (value := getattr(instance, field.attname)) is not None
+        and not domain.value_in_range(value)
+    }
+    if errors:
+        raise ValidationError(errors)
 
 
 def _assign(instance: Model, values: dict[str, Any]) -> Model:
@@ -129,6 +150,137 @@ def revoke_keys(*, keys: QuerySet[KeyBase]) -> int:
     return keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
+# --- members and invitations ----------------------------------------------------------------
+
+INVITATION_LIFETIME = timedelta(days=7)
+
+
+@transaction.atomic
+def invite_member(
+    *, account: Account, email: str, role: str, invited_by: AbstractBaseUser | None = None
+) -> Invitation:
+    """Invite the address ``email`` to join ``account`` as ``role`` (CONTRACT §1).
+
+    The address gets a mail with a one-time link, valid ``INVITATION_LIFETIME``, whose token
+    is stored as its SHA-256 digest only. The work and the answer are the same whoever the
+    address belongs to: no login is looked up here; the link's page decides (set a password,
+    or sign in and accept). An open invitation of the same address in the account is revoked:
+    the new link replaces it.
+    """
+    now = timezone.now()
+    raw, _, token_hash = keys.generate(keys.INVITATION_KEY_PREFIX)
+    invitation = Invitation(
+        account=account,
+        email=email.strip().lower(),
+        role=role,
+        invited_by=invited_by,
+        token_hash=token_hash,
+        expires_at=now + INVITATION_LIFETIME,
+    )
+    invitation.full_clean(
+        exclude=["account", "invited_by"], validate_unique=False, validate_constraints=False
+    )
+    # One invitation of the account at a time: two of one address never race to be its open
+    # one (the database's constraint would refuse the second with an error page).
+    list(Account.objects.select_for_update().filter(pk=account.pk).values_list("pk"))
+    Invitation.objects.for_account(account).open().filter(email__iexact=invitation.email).update(
+        revoked_at=now
+    )
+    invitation.save()
+    mail = invitation_mail(invitation=invitation, token=raw)
+    # Mail belongs in jobs (CONTRACT §9), which come with Celery in a later issue. Until then it
+    # is sent from the request, once its transaction has committed (never for an invitation
+    # rolled back); robust: an SMTP failure is logged, not turned into an error page (inviting
+    # the address again sends a new link).
+    transaction.on_commit(mail.send, robust=True)
+    return invitation
+
+
+def invitation_mail(*, invitation: Invitation, token: str) -> EmailMessage:
+    """The invitation's mail, in the active language; its link starts with ``SITE_URL``."""
+    context = {
+        "account": invitation.account,
+        "role": invitation.role,
+        "expires_at": invitation.expires_at,
+        "link": settings.SITE_URL + reverse("invitation", args=[token]),
+    }
+    subject = render_to_string("members/invitation_subject.txt", context)
+    body = render_to_string("members/invitation_mail.txt", context)
+    return EmailMessage(" ".join(subject.split()), body, to=[invitation.email])
+
+
+def revoke_invitations(*, invitations: QuerySet[Invitation]) -> int:
+    """Revoke open invitations at once: their links stop working."""
+    return invitations.open().update(revoked_at=timezone.now())
+
+
+def _usable_invitation_locked(token: str) -> Invitation:
+    invitation = (
+        Invitation.objects.usable(timezone.now())
+        .select_for_update(of=("self",))
+        .select_related("account")
+        .filter(token_hash=keys.digest(token))
+        .first()
+    )
+    if invitation is None:
+        raise InvitationNotUsable()
+    return invitation
+
+
+def _close_invitation(invitation: Invitation, user: AbstractBaseUser) -> None:
+    invitation.accepted_at, invitation.accepted_by = timezone.now(), user
+    invitation.save(update_fields=["accepted_at", "accepted_by", "updated_at"])
+
+
+@transaction.atomic
+def accept_invitation(*, token: str, user: AbstractBaseUser) -> Membership:
+    """The signed-in ``user`` joins the account of the invitation whose link carries ``token``.
+
+    Only a login of the invited address may accept (``selectors.logins_of_address``); the link
+    is then used up. A member of the account already keeps the role they have. The login
+    becomes staff: members work in the admin.
+    """
+    invitation = _usable_invitation_locked(token)
+    if not selectors.logins_of_address(email=invitation.email).filter(pk=user.pk).exists():
+        raise InvitationForAnotherLogin()
+    membership, _ = Membership.objects.get_or_create(
+        user=user, account=invitation.account, defaults={"role": invitation.role}
+    )
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    _close_invitation(invitation, user)
+    return membership
+
+
+@transaction.atomic
+def accept_invitation_with_password(*, token: str, password: str) -> AbstractBaseUser:
+    """A person without a login accepts: their login is created and joins the account.
+
+    The login's username and e-mail are the invited address, its password ``password`` (checked
+    by ``AUTH_PASSWORD_VALIDATORS``: ``ValidationError``). When the address has a login by now,
+    that login must sign in and accept instead (``InvitationForAnotherLogin``).
+    """
+    invitation = _usable_invitation_locked(token)
+    if selectors.logins_of_address(email=invitation.email).exists():
+        raise InvitationForAnotherLogin()
+    user_model = get_user_model()
+    user = user_model(
+        **{user_model.USERNAME_FIELD: invitation.email}, email=invitation.email, is_staff=True
+    )
+    password_validation.validate_password(password, user)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        # The same username created meanwhile, by another request.
+        raise InvitationForAnotherLogin() from None
+    Membership.objects.create(user=user, account=invitation.account, role=invitation.role)
+    _close_invitation(invitation, user)
+    return user
+
+
 # --- meters and registers -------------------------------------------------------------------
 
 
@@ -154,6 +306,10 @@ def update_meter(*, meter: Meter, values: dict[str, Any]) -> Meter:
 
     A change of multiplier or max_value re-derives the meter's consumption series.
     """
+    if "max_value" in values:
+        # Readings are written under this row lock (readings.services._lock_meter): none can
+        # be stored above the new max_value between Meter.clean's check and the save.
+        list(Meter.objects.select_for_update(no_key=True).filter(pk=meter.pk).values_list("pk"))
     old_unit = meter.unit
     old_factors = (meter.multiplier, meter.max_value)
     if "meter_type" in values and "unit" not in values:

@@ -14,9 +14,7 @@ The meter's page gets a section with its latest readings and their history, adde
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from functools import reduce
 from operator import or_
@@ -41,6 +39,7 @@ from django.utils.http import content_disposition_header
 from metering.admin import MeterAdmin
 from metering.admin_base import AccountScopedAdmin, AccountScopedForm
 from metering.admin_imports import IMPORT_KINDS, ImportKind, import_url
+from metering.csv_files import csv_lines
 from metering.domain import CURRENCIES
 from metering.errors import ApiError, ReadingLocked
 from metering.models import Account, Meter, Register
@@ -334,25 +333,6 @@ def history_rows(
             )
         rows.append(row)
     return rows
-
-
-# --- export ----------------------------------------------------------------------------------
-
-
-class CsvLine:
-    """A file-like object whose ``write`` returns its text: ``csv.writer`` then gives lines."""
-
-    def write(self, text: str) -> str:
-        return text
-
-
-def csv_lines(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> Iterator[str]:
-    """``header`` and ``rows`` (``None`` as an empty cell) as CSV lines, one at a time, in the
-    format of ``metering.csv_files.write_csv`` (``,`` delimiter, ``\\n`` line ends)."""
-    writer = csv.writer(CsvLine(), lineterminator="\n")
-    yield writer.writerow(header)
-    for row in rows:
-        yield writer.writerow(["" if cell is None else cell for cell in row])
 
 
 # --- the admin -----------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from django.db import connection
 from rest_framework import exceptions
 from rest_framework.fields import BooleanField
 
+from metering import domain as metering_domain
 from metering.csv_files import CsvColumns, CsvImport
 from metering.errors import DuplicateReading, ReadingLocked
 from metering.models import Account
@@ -207,7 +208,8 @@ def _type_rows(cursor: Any, account: Account, header: list[str], decimal_comma: 
     # has no offset and falls within 3 hours of a change of the account's UTC offset.
     valid = """
         parts IS NOT NULL
-        AND parts[1]::int BETWEEN 1000 AND 9998
+        AND (parts[1] || '-' || parts[2] || '-' || parts[3]) COLLATE "C"
+            BETWEEN %(first_date)s AND %(last_date)s
         AND parts[2]::int BETWEEN 1 AND 12
         AND parts[3]::int BETWEEN 1 AND 28 + CASE
             WHEN parts[2]::int = 2 THEN
@@ -242,7 +244,13 @@ def _type_rows(cursor: Any, account: Account, header: list[str], decimal_comma: 
             OFFSET 0
         ) parsed
         """,  # noqa: S608 (only constant SQL is formatted in)
-        {"date": date_pattern, "zone": account.timezone},
+        {
+            "date": date_pattern,
+            "zone": account.timezone,
+            # The product's calendar: a row outside it goes to the serializer, which says so.
+            "first_date": metering_domain.FIRST_DATE.isoformat(),
+            "last_date": metering_domain.LAST_DATE.isoformat(),
+        },
     )
     simple = """
         t.problem IS NULL AND m.id IS NOT NULL AND d.instant IS NOT NULL

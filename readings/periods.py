@@ -130,6 +130,11 @@ def value_errors(values: dict[str, Any], *, today: dt.date | None) -> dict[str, 
     """
     errors: dict[str, list[str]] = defaultdict(list)
     start, end = values["start_date"], values["end_date"]
+    for name in ("start_date", "end_date"):
+        if messages := metering_domain.date_range_errors(values[name]):
+            errors[name].extend(messages)
+    if errors:
+        return dict(errors)  # the other rules compute with the dates
     if end < start:
         errors["end_date"].append("A period cannot end before it starts.")
     elif today is not None and end > today:

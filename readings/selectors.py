@@ -772,7 +772,13 @@ class AllowedRange:
     is_locked: bool
 
 
-def allowed_range(*, meter: Meter, register: Register, reading_date: dt.datetime) -> AllowedRange:
+def allowed_range(
+    *,
+    meter: Meter,
+    register: Register,
+    reading_date: dt.datetime,
+    since: dt.datetime | None = None,
+) -> AllowedRange:
     """The values a reading of ``register`` at ``reading_date`` could take without an anomaly
     flag (CONTRACT §4.2 with the account's thresholds), from the stored series: the reading
     just before it (or the device it counts from after a replacement) and the baseline of the
@@ -782,19 +788,23 @@ def allowed_range(*, meter: Meter, register: Register, reading_date: dt.datetime
     duplicate). A later reading caps ``max_value`` on meters without ``max_value``, so that it
     does not turn NEGATIVE; its own rate flags, which a reading in between changes, are not
     considered.
+
+    With ``since`` (≤ ``reading_date``: a tenant's lease start, CONTRACT §6) only the readings
+    dated from ``since`` on count, as if the series began there: no earlier reading is the
+    previous one nor starts an interval of the baseline.
     """
     settings = services.thresholds(meter.account)
     lower = domain.earlier_by(reading_date, settings.baseline_span)
+    series = Reading.objects.filter(register=register)
+    if since is not None:
+        series = series.filter(reading_date__gte=since)
     # As the engine loads a window: the readings from ``lower`` on, and the one just before it
     # (whose date starts the first interval).
     before = (
-        Reading.objects.filter(register=register, reading_date__lt=lower)
-        .order_by("-reading_date")
-        .values("reading_date")[:1]
+        series.filter(reading_date__lt=lower).order_by("-reading_date").values("reading_date")[:1]
     )
     rows = list(
-        Reading.objects.filter(
-            register=register,
+        series.filter(
             reading_date__lt=reading_date,
             reading_date__gte=Coalesce(Subquery(before), lower, output_field=DateTimeField()),
         )

@@ -2,10 +2,15 @@
 
 Every route is a ``PortalMixin`` view:
 - ``PortalPermission`` admits a tenant's portal key and nothing else (no credential: 401; an
-  account key or a member's session: 403 ``permission_denied``);
+  account key or a member's session: 403 ``permission_denied``); readings are written only on
+  the ``INDIVIDUAL`` meters of the tenant's estate (``PortalReadingWritePermission``: 403);
 - ``PortalMixin.for_tenant`` narrows every queryset to the key's tenant, in this one
-  place: the meters of its current leases, their readings, its leases, and the statements of
-  its leases in closed periods. Anything else, another tenant's included, is a 404.
+  place: the meters of its current leases, their readings from its lease start on, its
+  leases, and the statements of its leases in closed periods. Anything else, another
+  tenant's included, is a 404.
+- what the tenant sees of a reading is ``billing.selectors.portal_readings``'s: on a meter
+  shared with others, nobody else's photo, notes, reader or credential; and no value of a
+  reading made before its lease (``previous_value`` of its first one included).
 
 The routes reuse the account API's pieces: the reading serializer, the readings engine
 (``readings.services.create_readings``, source PORTAL), the consumption view, the statement
@@ -23,16 +28,18 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from billing import selectors
 from billing.api import serializers as billing_serializers
-from billing.api.permissions import PortalPermission
+from billing.api.permissions import PortalPermission, PortalReadingWritePermission
 from billing.api.views import StatementView
 from billing.models import BillingPeriod, Charge, Lease, Tenant
 from metering.api.fields import AccountDateTimeField
+from metering.api.filters import StrictOrderingFilter
 from metering.api.idempotency import idempotent
+from metering.api.parsers import JSONParser
 from metering.api.views import path_id
 from metering.api.viewsets import AccountScopedMixin
 from metering.errors import Conflict
@@ -90,6 +97,11 @@ class PortalMixin(AccountScopedMixin):
         """The meters the current leases are billed for (``billing.selectors.lease_meters``)."""
         return set(self.meter_since())
 
+    def visible_since(self, meter: Meter) -> dt.datetime:
+        """The instant the tenant's view of ``meter`` starts: 00:00 of its lease start in the
+        account's time zone."""
+        return local_midnight(self.meter_since()[meter.pk], self.request.account.zone)
+
     def meter_since(self) -> dict[int, dt.date]:
         """Each meter's first day the tenant may see: the earliest start of its current leases
         billed for it. What the meter measured before (a former occupant's use) stays hidden."""
@@ -102,6 +114,15 @@ class PortalMixin(AccountScopedMixin):
                         since[meter.pk] = lease.start_date
             self._meter_since = since
         return self._meter_since
+
+    def check_within_lease(self, meter: Meter, reading_date: dt.datetime) -> None:
+        """A reading date before the tenant's lease of ``meter``: 400 (nothing is shown of, nor
+        written into, a former occupant's time)."""
+        if reading_date < self.visible_since(meter):
+            since = self.meter_since()[meter.pk]
+            raise exceptions.ValidationError(
+                {"reading_date": [f"Your lease of this meter starts on {since}."]}
+            )
 
     def scope_queryset(self, queryset):
         return self.for_tenant(queryset)
@@ -198,8 +219,33 @@ class PortalMeterViewSet(
     search_fields = ("name", "serial_number")
     ordering_fields = ("id", "name", "serial_number", "meter_type", "last_reading_at")
 
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        zone = self.request.account.zone
+        # A last reading made before the lease (a former occupant's) is not shown.
+        context["visible_since"] = {
+            meter_id: local_midnight(since, zone) for meter_id, since in self.meter_since().items()
+        }
+        return context
+
 
 # --- readings ----------------------------------------------------------------------------------
+
+# The fields a tenant searches and orders readings by, as it sees them (``portal_readings``).
+PORTAL_SEARCH_FIELDS = {"notes": "visible_notes", "reader_name": "visible_reader_name"}
+PORTAL_ORDERING_FIELDS = {"consumption": "visible_consumption"}
+
+
+class PortalReadingOrderingFilter(StrictOrderingFilter):
+    """``ordering`` as the account API's, by what the tenant sees: ``consumption`` orders by
+    ``visible_consumption`` (the first reading of the lease has none)."""
+
+    def get_ordering(self, request, queryset, view):
+        ordering = []
+        for term in super().get_ordering(request, queryset, view):
+            sign, name = ("-", term[1:]) if term.startswith("-") else ("", term)
+            ordering.append(sign + PORTAL_ORDERING_FIELDS.get(name, name))
+        return ordering
 
 
 @extend_schema(tags=TAGS, parameters=[METER_ID])
@@ -209,13 +255,26 @@ class PortalMeterReadingViewSet(PortalMixin, mixins.ListModelMixin, viewsets.Gen
     queryset = Reading.objects.select_related("register")
     serializer_class = billing_serializers.PortalReadingSerializer
     filterset_class = readings_filters.ReadingFilter
+    permission_classes = (PortalReadingWritePermission,)
     parser_classes = (JSONParser, MultiPartParser)
+    filter_backends = tuple(
+        PortalReadingOrderingFilter if backend is StrictOrderingFilter else backend
+        for backend in generics.GenericAPIView.filter_backends
+    )
     ordering = ["reading_date", "id"]
     ordering_fields = ORDERING_FIELDS
-    search_fields = SEARCH_FIELDS
+    # What the tenant sees of each reading (``selectors.portal_readings``), not the stored text:
+    # a search must not find another person's notes on a shared meter.
+    search_fields = tuple(PORTAL_SEARCH_FIELDS.get(name, name) for name in SEARCH_FIELDS)
 
     def scope_queryset(self, queryset):
-        return super().scope_queryset(queryset).filter(meter=self.meter())
+        meter = self.meter()
+        return selectors.portal_readings(
+            readings=super().scope_queryset(queryset).filter(meter=meter),
+            tenant=self.tenant,
+            meter=meter,
+            since=self.visible_since(meter),
+        )
 
     def idempotency_credential(self) -> str:
         # Keys are the tenant's own: another tenant sharing a meter never gets its replay.
@@ -239,7 +298,9 @@ class PortalMeterReadingViewSet(PortalMixin, mixins.ListModelMixin, viewsets.Gen
     def create(self, request, *args, **kwargs):
         """Send a reading, as JSON or as a form with a photo (source PORTAL).
 
-        A meter read automatically (`communication_type` not NONE): 409 `conflict`. A reading
+        Only the INDIVIDUAL meters of your estate take readings: another meter (COLLECTIVE,
+        SHARED, INCLUDED) is a 403 `permission_denied`, whatever the body. A meter read
+        automatically (`communication_type` not NONE): 409 `conflict`. A reading
         dated before your lease of the meter: 400. A photo
         that is not a JPEG or PNG image by its content: 400; larger than the limit: 413 (a
         body larger than the limit and 64 KB of form is refused before it is read).
@@ -254,11 +315,7 @@ class PortalMeterReadingViewSet(PortalMixin, mixins.ListModelMixin, viewsets.Gen
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         values = dict(serializer.validated_data)
-        since = self.meter_since()[meter.pk]
-        if values["reading_date"] < local_midnight(since, self.request.account.zone):
-            raise exceptions.ValidationError(
-                {"reading_date": [f"Your lease of this meter starts on {since}."]}
-            )
+        self.check_within_lease(meter, values["reading_date"])
         photo = values.pop("photo", None)
         item = dataclasses.replace(reading_input(values), lease=self.lease_of(meter))
         stored = ""
@@ -276,15 +333,19 @@ class PortalMeterReadingViewSet(PortalMixin, mixins.ListModelMixin, viewsets.Gen
             if stored:  # nothing is kept of a refused reading
                 photos.delete_photo(stored)
             raise
-        return Response(
-            self.get_serializer(result.accepted[0]).data, status=status.HTTP_201_CREATED
-        )
+        # Shown as the list shows it (``selectors.portal_readings``).
+        reading = self.get_queryset().get(pk=result.accepted[0].pk)
+        return Response(self.get_serializer(reading).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=PHOTO_RESPONSES, filters=False)
     @action(detail=True, methods=["get"])
     def photo(self, request, *args, **kwargs):
-        """The photo sent with the reading (JPEG or PNG); 404 when it has none."""
-        return photo_response(self.get_object())
+        """The photo sent with the reading (JPEG or PNG); 404 when it has none, or when on a
+        meter you share with others it is someone else's."""
+        reading = self.get_object()
+        if not reading.shows_reader:
+            raise exceptions.NotFound("This reading has no photo.")
+        return photo_response(reading)
 
 
 # --- consumption and the allowed range ---------------------------------------------------------
@@ -346,13 +407,14 @@ class AllowedRangeSerializer(serializers.Serializer):
     max_value = _value_field(
         allow_null=True,
         help_text="The highest value without a flag; null when there is no baseline (fewer "
-        "earlier intervals than the account's anomaly_min_intervals). Capped at the meter's "
-        "max_value and, on a meter without one, at next_value.",
+        "earlier intervals within your lease than the account's anomaly_min_intervals). "
+        "Capped at the meter's max_value and, on a meter without one, at next_value.",
     )
     previous_value = _value_field(
         allow_null=True,
         help_text="What the reading would count from: the reading just before it (or the new "
-        "device's initial value after a replacement); null for a first reading.",
+        "device's initial value after a replacement); null when no reading of your lease "
+        "comes before it (an earlier one, a former occupant's, is not shown).",
     )
     previous_reading_date = AccountDateTimeField(allow_null=True)
     next_value = _value_field(
@@ -360,7 +422,8 @@ class AllowedRangeSerializer(serializers.Serializer):
     )
     next_reading_date = AccountDateTimeField(allow_null=True)
     baseline_intervals = serializers.IntegerField(
-        help_text="Earlier intervals (not NEGATIVE) ending within anomaly_baseline_days."
+        help_text="Earlier intervals (not NEGATIVE) within your lease, ending within "
+        "anomaly_baseline_days."
     )
     baseline_daily_consumption = _value_field(
         allow_null=True,
@@ -381,7 +444,10 @@ class PortalAllowedRangeView(PortalMixin, generics.GenericAPIView):
     """The values a reading at `reading_date` could take without an anomaly flag.
 
     CONTRACT §4.2 with the account's thresholds, from the register's reading just before
-    `reading_date` and the baseline of its earlier intervals: the rate of the new interval
+    `reading_date` and the baseline of its earlier intervals, counting only the readings
+    dated within your lease (CONTRACT §6: the reading at its start may be the lower bound;
+    until you have a baseline of your own, `max_value` is null; a `reading_date` before your
+    lease is a 400): the rate of the new interval
     must stay within the deviation band and below the spike threshold, and not drop below
     the drop threshold; the bounds are rounded inwards to the meter's `precision_digits`.
     Without a baseline `max_value` is null. On a meter with `max_value` (a rollover counter)
@@ -402,8 +468,12 @@ class PortalAllowedRangeView(PortalMixin, generics.GenericAPIView):
         params.is_valid(raise_exception=True)
         values = params.validated_data
         meter = self.meter()
+        self.check_within_lease(meter, values["reading_date"])
         result = readings_selectors.allowed_range(
-            meter=meter, register=self.register(meter, values), reading_date=values["reading_date"]
+            meter=meter,
+            register=self.register(meter, values),
+            reading_date=values["reading_date"],
+            since=self.visible_since(meter),
         )
         return Response(AllowedRangeSerializer(result).data)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -61,6 +62,12 @@ class PortalKeySerializer(BaseModelSerializer):
         read_only=True,
         help_text="The key in clear: shown this once, never stored nor shown again.",
     )
+    name = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text='What the key is for, e.g. the tenant\'s app. Default: "Portal key" and '
+        "today's date in the account's time zone.",
+    )
     expires_at = AccountDateTimeField(
         required=False, allow_null=True, help_text="Optional expiry, in the future."
     )
@@ -81,12 +88,18 @@ class PortalKeySerializer(BaseModelSerializer):
             "updated_at",
         )
         read_only_fields = (*TIMESTAMPS, "prefix", "revoked_at", "last_used_at")
-        extra_kwargs = {"name": {"help_text": "What the key is for, e.g. the tenant's app."}}
 
     def validate_expires_at(self, value):
         if value is not None and value <= timezone.now():
             raise serializers.ValidationError("Must be in the future.")
         return value
+
+    def validate(self, attrs):
+        # An empty body (or {}) asks for a key and nothing more: it gets a name that says when.
+        if "name" not in attrs:
+            account = self.context["account"]
+            attrs["name"] = gettext("Portal key %(date)s") % {"date": account.today().isoformat()}
+        return attrs
 
 
 class LeaseMeterSerializer(serializers.ModelSerializer):
@@ -543,7 +556,19 @@ class PortalMeterSerializer(serializers.ModelSerializer):
                 "read automatically, the portal refuses readings (409)."
             },
             "precision_digits": {"help_text": "Decimals a reading's value may have."},
+            "last_reading_value": {
+                "help_text": "The default register's latest reading; null when it was made "
+                "before your lease (a former occupant's reading is not shown)."
+            },
         }
+
+    def to_representation(self, meter: Meter) -> dict:
+        data = super().to_representation(meter)
+        # CONTRACT §6: nothing dated before the tenant's lease (``visible_since``, per meter).
+        since = self.context.get("visible_since", {}).get(meter.pk)
+        if meter.last_reading_at is None or since is None or meter.last_reading_at < since:
+            data["last_reading_value"] = data["last_reading_at"] = None
+        return data
 
 
 class PortalStatementPeriodSerializer(serializers.Serializer):
@@ -575,6 +600,8 @@ class PortalStatementSummarySerializer(serializers.Serializer):
 
 
 PORTAL_READING_TYPES = ("MANUAL", "PHOTO")
+# Who took a reading: not shown to a tenant for another person's reading on a shared meter.
+PORTAL_READER_FIELDS = ("photo_url", "reader_name", "notes", "created_by", "lease_id")
 
 
 class PortalReadingSerializer(ReadingSerializer):
@@ -606,8 +633,38 @@ class PortalReadingSerializer(ReadingSerializer):
     )
     photo_url = serializers.CharField(
         read_only=True,
+        allow_null=True,
         help_text="The photo's download route, .../readings/{id}/photo/ (with your portal "
-        "key), when a photo was sent; else the link the account gave, or empty.",
+        "key), when a photo was sent; else the link the account gave, or empty. Null on a "
+        "meter you share with others for a reading you did not send.",
+    )
+    reader_name = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=100,
+        help_text="Who read the meter. Null on a meter you share with others for a reading "
+        "you did not send.",
+    )
+    notes = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        help_text="Null on a meter you share with others for a reading you did not send.",
+    )
+    created_by = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="The credential that sent it (key:<prefix> for a portal key). Null on a "
+        "meter you share with others for a reading you did not send.",
+    )
+    previous_value = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        read_only=True,
+        allow_null=True,
+        help_text="As the account API's; null for the first reading of your lease (it counts "
+        "from a reading made before it, which is not shown).",
     )
 
     class Meta(ReadingSerializer.Meta):
@@ -636,6 +693,23 @@ class PortalReadingSerializer(ReadingSerializer):
             "updated_at",
         )
         read_only_fields = ReadingSerializer.Meta.read_only_fields
+
+    def validate_reader_name(self, value: str | None) -> str:
+        return value or ""
+
+    def validate_notes(self, value: str | None) -> str:
+        return value or ""
+
+    def to_representation(self, instance):
+        """CONTRACT §6, from ``billing.selectors.portal_readings``'s annotations (hidden when
+        they are missing): on a meter shared with others, another's reading shows its values
+        and dates, not who took it; the first reading of the lease shows no earlier value."""
+        data = super().to_representation(instance)
+        if not getattr(instance, "shows_reader", False):
+            data.update(dict.fromkeys(PORTAL_READER_FIELDS))
+        if not getattr(instance, "counts_from_lease", False):
+            data["previous_value"] = data["consumption"] = None
+        return data
 
     def validate_photo(self, upload):
         limit = settings.PORTAL_PHOTO_MAX_BYTES

@@ -126,16 +126,24 @@ USE_TZ = True
 # --- static files -------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+# Hashed, compressed names after collectstatic, cached forever; before it (DEBUG off without
+# collectstatic: trying the product, CI's live server) the plain names, which WhiteNoise finds
+# in the apps' static folders, so that /admin/ and /api/docs/ never fail (config.staticfiles).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "config.staticfiles.StaticFilesStorage"},
 }
+WHITENOISE_USE_FINDERS = True
 
 # Uploaded files: the photos of readings sent through the portal. Not served as static files:
 # the API hands them out to those who may see the reading.
 MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "media"))
 MEDIA_URL = "/media/"
 PORTAL_PHOTO_MAX_BYTES = env.int("PORTAL_PHOTO_MAX_BYTES", default=10 * 1024 * 1024)
+# A photo is decoded in full, then re-encoded (readings.photos): its pixels are bounded too, so
+# that a few KB declaring a huge image (a decompression bomb) are refused before decoding.
+# 50 megapixels take a 48 MP phone photo; decoding one holds about 150 MB.
+PORTAL_PHOTO_MAX_PIXELS = env.int("PORTAL_PHOTO_MAX_PIXELS", default=50_000_000)
 
 # --- request time ---------------------------------------------------------------------------
 # metering.time_limit: past this a request is cancelled (in PostgreSQL too), rolled back and
@@ -154,6 +162,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 DATA_UPLOAD_MAX_NUMBER_FILES = 10
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+# Outside the API (the admin's import page), each uploaded file is at most IMPORT_MAX_BYTES:
+# metering.uploads stops reading it there, before the CSRF check or a view would spool it whole.
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
+FILE_UPLOAD_HANDLERS = [
+    "metering.uploads.UploadSizeLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -180,7 +196,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["metering.api.parsers.JSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "metering.api.negotiation.JsonFallbackNegotiation",
     "DEFAULT_PAGINATION_CLASS": "metering.api.pagination.PageNumberPagination",
     "DEFAULT_FILTER_BACKENDS": [
@@ -211,6 +227,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# --- mail ---------------------------------------------------------------------------------
+# EMAIL_URL in django-environ's form: smtp://user:password@host:587 (smtp+tls://, smtp+ssl://),
+# consolemail:// prints mails (the default: trying the product), dummymail:// drops them.
+# Sets EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_*.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="metering@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where the product is reached from outside: links in mails (invitations) start with it.
+SITE_URL = env("SITE_URL", default="http://localhost:8000").rstrip("/")
 
 # --- logging ------------------------------------------------------------------------------
 LOGGING = {

@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from django.utils import timezone
 from rest_framework import serializers
 
+from metering import domain
+from metering.api.parsers import MAX_JSON_DEPTH
+
+
+class DateField(serializers.DateField):
+    """``YYYY-MM-DD`` within the product's calendar (``metering.domain.FIRST_DATE`` to
+    ``LAST_DATE``); a date outside it is a 400, never a computation that overflows later."""
+
+    default_error_messages = {"out_of_range": domain.DATE_RANGE_MESSAGE}
+
+    def to_internal_value(self, value):
+        day = super().to_internal_value(value)
+        if not domain.date_in_range(day):
+            self.fail("out_of_range")
+        return day
+
 
 class AccountDateTimeField(serializers.DateTimeField):
-    """ISO 8601 in, UTC with ``Z`` out; an input without offset is in the account's time zone."""
+    """ISO 8601 in, UTC with ``Z`` out; an input without offset is in the account's time zone.
+
+    Its calendar day as written must lie within the product's dates (``metering.domain``):
+    ``0001-01-01`` in Paris is before the first instant Python represents in UTC.
+    """
+
+    default_error_messages = {"out_of_range": domain.DATE_RANGE_MESSAGE}
+
+    def enforce_timezone(self, value):
+        # Before any conversion: converting a time at the ends of the calendar overflows.
+        if not domain.date_in_range(value):
+            self.fail("out_of_range")
+        return super().enforce_timezone(value)
 
     def default_timezone(self):
         request = self.context.get("request")
@@ -19,12 +48,10 @@ class AccountDateTimeField(serializers.DateTimeField):
     def to_internal_value(self, value):
         # A naive time repeated by a DST change back (02:30 twice) is its first occurrence.
         parsed = super().to_internal_value(value)
-        try:
-            # In UTC: two aware times in one zone compare by wall clock, so 02:30+02:00 and
-            # 02:30+01:00 on the night of the change would otherwise be taken as equal.
-            return parsed.astimezone(dt.UTC)
-        except (OverflowError, ValueError):
-            self.fail("invalid", format="a date-time between years 1 and 9999 in UTC")
+        # In UTC: two aware times in one zone compare by wall clock, so 02:30+02:00 and
+        # 02:30+01:00 on the night of the change would otherwise be taken as equal. Within the
+        # product's calendar (``enforce_timezone``) the conversion cannot overflow.
+        return parsed.astimezone(dt.UTC)
 
     def to_representation(self, value):
         if not value:
@@ -58,20 +85,31 @@ class AccountRelatedField(serializers.PrimaryKeyRelatedField):
         return queryset.filter(account=account) if account is not None else queryset.none()
 
     def to_internal_value(self, data):
+        if isinstance(data, float):
+            # JSON's 1e400 is an infinite float, and int() of it overflows.
+            if not (math.isfinite(data) and data.is_integer()):
+                self.fail("incorrect_type", data_type="a number that is not a whole number")
+            data = int(data)
         if isinstance(data, bool) or (isinstance(data, str) and not data.strip().isdigit()):
             self.fail("incorrect_type", data_type=type(data).__name__)
         return super().to_internal_value(data)
 
 
-def no_null_characters(value: object) -> None:
-    """PostgreSQL text and jsonb cannot hold U+0000: refuse it anywhere in a JSON value."""
-    stack = [value]
+def storable_json(value: object) -> None:
+    """A free JSON value that PostgreSQL's jsonb can store: no U+0000 in any string (text and
+    jsonb cannot hold it), no infinite number (JSON's 1e400, which jsonb refuses), and no
+    nesting deeper than :data:`MAX_JSON_DEPTH`."""
+    stack = [(value, 1)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         if isinstance(item, str) and "\x00" in item:
             raise serializers.ValidationError("Null characters are not allowed.")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise serializers.ValidationError("Numbers must be finite.")
+        if isinstance(item, (dict, list)) and depth > MAX_JSON_DEPTH:
+            raise serializers.ValidationError(f"Nesting deeper than {MAX_JSON_DEPTH} levels.")
         if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            stack.extend((key, depth + 1) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend((child, depth + 1) for child in item)

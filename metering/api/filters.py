@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import django_filters
 from django import forms
+from django.core.exceptions import ValidationError
 from rest_framework import exceptions
 from rest_framework.filters import OrderingFilter
 from rest_framework.filters import SearchFilter as DrfSearchFilter
+
+from metering import domain
+
+
+def supported_date(value) -> None:
+    """A date (or a datetime's calendar day) within the product's calendar, else a 400."""
+    if value is not None and not domain.date_in_range(value):
+        raise ValidationError(domain.DATE_RANGE_MESSAGE, code="out_of_range")
 
 
 class IdFilter(django_filters.NumberFilter):
@@ -25,11 +36,16 @@ class StrictBooleanFilter(django_filters.TypedChoiceFilter):
 
 
 class FilterSet(django_filters.FilterSet):
-    """Base filter set: an unknown choice is a 400 whose message lists the valid ones."""
+    """Base filter set: an unknown choice is a 400 whose message lists the valid ones, and a
+    date outside the product's calendar (``metering.domain.FIRST_DATE``..``LAST_DATE``) too:
+    filters turn days into instants and next days, which overflow at the calendar's ends."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for filter_ in self.filters.values():
+            if isinstance(filter_, (django_filters.DateFilter, django_filters.DateTimeFilter)):
+                validators = filter_.extra.get("validators", [])
+                filter_.extra["validators"] = [*validators, supported_date]
             if isinstance(filter_, django_filters.ChoiceFilter) and not isinstance(
                 filter_, StrictBooleanFilter
             ):
@@ -41,6 +57,10 @@ class FilterSet(django_filters.FilterSet):
 
 class SearchFilter(DrfSearchFilter):
     search_description = "Free text search."
+
+
+# One term of ``ordering``: a field name, with at most one ``-`` before it.
+_ORDERING_TERM = re.compile(r"-?(\w+)")
 
 
 class StrictOrderingFilter(OrderingFilter):
@@ -55,7 +75,12 @@ class StrictOrderingFilter(OrderingFilter):
             return self.get_default_ordering(view) or ["id"]
         fields = [param.strip() for param in params.split(",") if param.strip()]
         allowed = set(getattr(view, "ordering_fields", ()) or ())
-        unknown = [field for field in fields if field.lstrip("-") not in allowed]
+        # ``--id`` or ``-`` alone is no field: the database would fail on it (a 500).
+        unknown = [
+            field
+            for field in fields
+            if not (term := _ORDERING_TERM.fullmatch(field)) or term[1] not in allowed
+        ]
         if unknown:
             raise exceptions.ValidationError(
                 {
@@ -72,13 +97,14 @@ class StrictOrderingFilter(OrderingFilter):
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
         allowed = sorted(getattr(view, "ordering_fields", ()) or ())
+        # One string of comma-separated fields (``-reading_date,id``), as parsed above: an
+        # array would be sent by clients as repeated parameters, which this filter does not
+        # read.
+        field = "-?(?:{})".format("|".join(re.escape(name) for name in allowed))
         for parameter in parameters:
             parameter["description"] = (
-                "Order by a field, prefixed with - for descending; several fields may be "
-                "given separated by commas."
+                "Fields to order by, separated by commas, each prefixed with - for descending: "
+                f"{', '.join(allowed)}. Ties are ordered by id."
             )
-            parameter["schema"] = {
-                "type": "string",
-                "enum": [*allowed, *(f"-{field}" for field in allowed)],
-            }
+            parameter["schema"] = {"type": "string", "pattern": f"^{field}(?:,{field})*$"}
         return parameters

@@ -2,8 +2,11 @@
 
 The same key with the same body within 24 h replays the first response (same status and
 body, header ``Idempotent-Replayed: true``) and writes nothing; the same key with another body
-is a 422 ``idempotency_key_reused``. Keys are per account. A form's files count by their
-content's SHA-256.
+is a 422 ``idempotency_key_reused``. Keys are remembered per credential (the API key, portal
+key, gateway key or member that sent them, see ``credential_of``), never shared between two
+credentials of one account: otherwise one (a tenant's portal key) could claim the keys another
+(the account's integration) is about to send, turning its writes into 422s or replays of
+someone else's response. A form's files count by their content's SHA-256.
 
 The key is claimed with ``INSERT ... ON CONFLICT DO NOTHING`` then locked, inside the request's
 transaction: a second request with the same key waits for the first to finish, then replays
@@ -18,7 +21,7 @@ import json
 from datetime import timedelta
 
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
@@ -40,7 +43,8 @@ SCHEMA_PARAMETER = OpenApiParameter(
     description=(
         "Optional, at most 255 characters. The same key with the same body within 24 h "
         "replays the first response (header `Idempotent-Replayed: true`) and writes nothing; "
-        "with another body it is a 422."
+        "with another body it is a 422. Keys are remembered per credential (API key, portal "
+        "key, gateway key or member), never shared between two credentials of one account."
     ),
 )
 
@@ -71,6 +75,16 @@ def fingerprint(request, credential: str = "") -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def credential_of(request) -> str:
+    """Who sent the request, as stored with its keys: ``<app.model>:<pk>`` of the key that
+    authenticated it (``request.auth``: an API, portal or gateway key), else ``user:<pk>`` for a
+    member's session (every session of one member is one credential)."""
+    auth = request.auth
+    if isinstance(auth, models.Model):
+        return f"{auth._meta.label_lower}:{auth.pk}"
+    return f"user:{request.user.pk}"
+
+
 def idempotent(view_method):
     """Make a view method that creates readings honour ``Idempotency-Key``."""
 
@@ -83,20 +97,25 @@ def idempotent(view_method):
             raise exceptions.ValidationError(
                 {HEADER: [f"Send 1 to {MAX_KEY_LENGTH} printable characters."]}
             )
-        # A view may bind its keys to who sends them (the portal: to the tenant), so that
-        # another client of the account reusing a key is refused instead of replayed.
+        # Keys are the credential's own (``credential_of``); a view may bind a key's body to
+        # more (the portal: to the tenant), which its fingerprint then includes.
         digest = fingerprint(request, getattr(self, "idempotency_credential", lambda: "")())
+        credential = credential_of(request)
         with transaction.atomic():
             # Keys older than 24 h are free again; the account's expired records go now.
             IdempotencyRecord.objects.filter(
                 account=request.account, created_at__lt=timezone.now() - LIFETIME
             ).exclude(key=key).delete()
             IdempotencyRecord.objects.bulk_create(
-                [IdempotencyRecord(account=request.account, key=key, fingerprint=digest)],
+                [
+                    IdempotencyRecord(
+                        account=request.account, credential=credential, key=key, fingerprint=digest
+                    )
+                ],
                 ignore_conflicts=True,
             )
             record = IdempotencyRecord.objects.select_for_update().get(
-                account=request.account, key=key
+                account=request.account, credential=credential, key=key
             )
             if record.status_code is not None:
                 if record.created_at > timezone.now() - LIFETIME:

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from billing.models import Tariff
 from metering import domain
-from metering.api.fields import AccountRelatedField, no_null_characters
+from metering.api.fields import AccountRelatedField, storable_json
 from metering.api.viewsets import BaseModelSerializer
 from metering.models import Account, Estate, Gateway, Meter, Place, Register, ServicePlace
 
@@ -189,7 +189,7 @@ class MeterSerializer(BaseModelSerializer):
         source="tariff", queryset=Tariff.objects.all(), required=False, allow_null=True
     )
     properties = serializers.JSONField(
-        required=False, validators=[no_null_characters], help_text="A free JSON object."
+        required=False, validators=[storable_json], help_text="A free JSON object."
     )
     registers = RegisterSerializer(many=True, read_only=True)
 

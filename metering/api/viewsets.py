@@ -18,14 +18,16 @@ from rest_framework import exceptions, mixins, serializers, viewsets
 from rest_framework.serializers import as_serializer_error
 
 from metering import services
-from metering.api.fields import AccountDateTimeField, OptionalTextField
+from metering.api.fields import AccountDateTimeField, DateField, OptionalTextField
 
 
 class BaseModelSerializer(serializers.ModelSerializer):
-    """Datetimes in the account's zone; uniqueness left to the database (409 ``conflict``)."""
+    """Datetimes in the account's zone, dates and datetimes within the product's calendar;
+    uniqueness left to the database (409 ``conflict``)."""
 
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
+        models.DateField: DateField,
         models.DateTimeField: AccountDateTimeField,
     }
 

@@ -8,7 +8,7 @@ import re
 from django.utils.dateparse import parse_date
 from rest_framework import serializers
 
-from metering.api.fields import AccountDateTimeField, AccountRelatedField
+from metering.api.fields import AccountDateTimeField, AccountRelatedField, DateField
 from metering.api.viewsets import BaseModelSerializer
 from metering.domain import CURRENCIES
 from readings import domain, photos
@@ -151,8 +151,8 @@ class PeriodReadingSerializer(BaseModelSerializer):
     """A period reading; the values' rules (dates, overlap, locks) are ``readings.periods``'s."""
 
     meter_id = serializers.IntegerField(read_only=True)
-    start_date = serializers.DateField(help_text="The period's first day.")
-    end_date = serializers.DateField(
+    start_date = DateField(help_text="The period's first day.")
+    end_date = DateField(
         help_text="The period's last day (included): ≥ start_date, not after today."
     )
     consumption = serializers.DecimalField(

@@ -31,6 +31,7 @@ from metering.models import (
     ApiKey,
     Estate,
     Gateway,
+    Invitation,
     Membership,
     Meter,
     Place,
@@ -67,9 +68,9 @@ DEFAULT_METER_FIELDS = {
 }
 
 # Every model has an add page (index and period readings through their services' own admin
-# forms) except charges, which only computing a billing period writes; only superusers add
-# accounts.
-NOT_ADDABLE: set[type] = {Charge}
+# forms) except charges, which only computing a billing period writes, and memberships, which
+# only an accepted invitation writes; only superusers add accounts.
+NOT_ADDABLE: set[type] = {Charge, Membership}
 NOT_ADDABLE_BY_MEMBERS = NOT_ADDABLE | {Account}
 
 
@@ -473,14 +474,15 @@ def test_admin_changes_account_settings_but_only_superusers_add_accounts(
     assert Account.objects.filter(slug="new").exists()
 
 
-def test_admin_adds_a_member_by_username(member, account):
+def test_members_join_by_invitation_and_no_admin_removes_themself(member, account):
+    """Adding a login by username is gone (tests/metering/test_invitations.py invites)."""
     newcomer = UserFactory(username="newcomer")
     client = member("ADMIN")
 
     response = client.post(url("membership", "add"), {"user": "newcomer", "role": "VIEWER"})
 
-    assert response.status_code == 302
-    assert Membership.objects.get(user=newcomer).account == account
+    assert response.status_code == 403
+    assert not Membership.objects.filter(user=newcomer).exists()
     own = Membership.objects.get(user=client.user)
     assert client.post(url("membership", "delete", own.pk), {"post": "yes"}).status_code == 403
 
@@ -569,6 +571,7 @@ def one_of_each(account) -> dict[type, Any]:
     return {
         Account: account,
         Membership: MembershipFactory(account=account, role="VIEWER"),
+        Invitation: services.invite_member(account=account, email="i@example.org", role="VIEWER"),
         ApiKey: api_key,
         Place: place,
         Estate: estate,

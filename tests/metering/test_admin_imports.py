@@ -175,8 +175,8 @@ def test_an_unreadable_file_is_a_message(member, account, content, message):
     assert not Meter.objects.exists()
 
 
-def test_a_file_too_large_is_refused(member, account, monkeypatch):
-    monkeypatch.setattr(admin_imports, "IMPORT_MAX_BYTES", 10)
+def test_a_file_too_large_is_refused(member, account, settings):
+    settings.IMPORT_MAX_BYTES = 10
     response = upload(member("MANAGER"), account)
     assert response.status_code == 200
     assert "at most" in str(response.context["form"].errors["file"])

@@ -38,6 +38,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import QuerySet
 
+from metering import domain as metering_domain
 from metering.csv_files import write_csv
 from metering.models import Account, Meter
 from readings import domain
@@ -155,9 +156,12 @@ def parse_day(option: str, text: str | None) -> dt.date | None:
     if text is None:
         return None
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise CommandError(f"Invalid {option} {text!r}: expected a day YYYY-MM-DD.") from None
+    if not metering_domain.date_in_range(day):
+        raise CommandError(f"Invalid {option} {text!r}: {metering_domain.DATE_RANGE_MESSAGE}")
+    return day
 
 
 class Command(BaseCommand):

@@ -58,14 +58,17 @@ def test_a_png_or_jpeg_photo_is_stored_and_handed_out(
     assert stored.relative_to(media_root).parts[:2] == ("reading-photos", str(account.pk))
     assert stored.suffix == f".{extension}" and len(stored.stem) == 32
     assert reading.photo.name == str(stored.relative_to(media_root))
-    assert stored.read_bytes() == content
+    # Stored re-encoded (readings.photos): the same image, in the same format.
+    with Image.open(stored) as kept:
+        assert (kept.format, kept.size) == (image_format, (4, 3))
+    stored_content = stored.read_bytes()
     # photo_url is the portal's download route, which answers the photo to its tenant.
     photo_path = url(meter, f"{reading.pk}/photo/")
     assert data["photo_url"] == f"http://testserver{photo_path}"
     download = portal.get(photo_path)
     assert download.status_code == 200
     assert download["Content-Type"] == media_type
-    assert b"".join(download.streaming_content) == content
+    assert b"".join(download.streaming_content) == stored_content
     listed = portal.get(url(meter)).json()["data"]
     assert listed[0]["photo_url"] == data["photo_url"]
 

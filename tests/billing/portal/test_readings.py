@@ -11,7 +11,6 @@ from django.utils import timezone
 from readings import services as readings_services
 from readings.models import Reading
 from tests.billing.api import assert_error
-from tests.billing.portal.conftest import shared_meter
 from tests.factories import MeterFactory, RegisterFactory
 
 pytestmark = pytest.mark.django_db
@@ -196,11 +195,12 @@ class TestCreate:
         response = portal.post(url(meter), "{", content_type="application/json")
         assert_error(response, 400, "validation_error")
 
-    def test_a_collective_meter_has_no_lease(self, portal, account, place, lease):
+    def test_a_collective_meter_takes_no_reading(self, portal, account, place, lease):
+        """Its readings are the manager's (CONTRACT §6; more in test_portal_privacy)."""
         collective = MeterFactory(account=account, place=place, billing_type="COLLECTIVE")
         response = post(portal, collective, reading_date="2024-03-01", value=1)
-        assert response.status_code == 201
-        assert response.json()["data"]["lease_id"] is None
+        assert_error(response, 403, "permission_denied")
+        assert not Reading.objects.exists()
 
 
 class TestIdempotency:
@@ -221,20 +221,24 @@ class TestIdempotency:
         )
         assert_error(response, 422, "idempotency_key_reused")
 
-    def test_another_tenant_never_gets_a_replay(
-        self, portal, account, place, estate, lease, neighbour, make_portal
-    ):
-        """Two tenants share a meter: the second one's same key is refused, not replayed."""
-        shared = shared_meter(account, place, estate, neighbour["estate"])
+    def test_another_tenant_never_gets_a_replay(self, portal, meter, lease, neighbour, make_portal):
+        """Two tenants send the same key and body, each for its own meter (no two tenants
+        write on one meter, CONTRACT §6): the second one's key is its own, never a replay.
+
+        Keys are per credential (CONTRACT §2): the request runs and stores its own reading.
+        """
         body = {"reading_date": "2024-03-01", "value": 1}
-        assert (
-            portal.post(url(shared), body, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code
-            == 201
-        )
+        first = portal.post(url(meter), body, format="json", HTTP_IDEMPOTENCY_KEY="k")
+        assert first.status_code == 201
         other = make_portal(neighbour["tenant"])
-        response = other.post(url(shared), body, format="json", HTTP_IDEMPOTENCY_KEY="k")
-        assert_error(response, 422, "idempotency_key_reused")
-        assert Reading.objects.count() == 1
+        response = other.post(
+            url(neighbour["meter"]), body, format="json", HTTP_IDEMPOTENCY_KEY="k"
+        )
+        assert response.status_code == 201, response.content[:300]
+        assert "Idempotent-Replayed" not in response
+        assert response.json()["data"]["id"] != first.json()["data"]["id"]
+        assert Reading.objects.filter(meter=neighbour["meter"]).count() == 1
+        assert Reading.objects.count() == 2
 
 
 class TestList:

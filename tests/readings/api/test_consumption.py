@@ -9,7 +9,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from readings import domain, selectors
+from metering import domain as metering_domain
+from readings import selectors
 from tests.factories import MeterFactory, PlaceFactory, RegisterFactory
 from tests.readings.test_consumption import add_period, add_readings, local
 
@@ -131,12 +132,13 @@ class TestMeterConsumption:
             (50, True),
         ]
 
-    def test_year_9999_and_year_1(self, api, meter):
+    def test_the_ends_of_the_supported_calendar(self, api, meter):
+        # metering.domain.FIRST_DATE..LAST_DATE: the dates the product accepts (issue 12).
         last = data(
-            consumption(api, meter, start="9999-12-01", end="9999-12-30", granularity="day")
+            consumption(api, meter, start="9998-12-01", end="9998-12-31", granularity="day")
         )
-        assert len(last) == 30 and last[-1]["period_end"] == "9999-12-30"
-        first = data(consumption(api, meter, start="0001-01-02", end="0001-01-02"))
+        assert len(last) == 31 and last[-1]["period_end"] == "9998-12-31"
+        first = data(consumption(api, meter, start="1900-01-01", end="1900-01-01"))
         assert first[0]["consumption"] == 0
 
     @pytest.mark.parametrize(
@@ -150,7 +152,7 @@ class TestMeterConsumption:
             ({"start": "2024-03-01", "end": "2024-02-01"}, "end"),
             ({"start": "2024-01-01", "end": "2024-01-31", "granularity": "hour"}, "granularity"),
             ({"start": "2020-01-01", "end": "2024-12-31", "granularity": "day"}, "granularity"),
-            ({"start": "0001-01-02", "end": "9999-12-30", "granularity": "year"}, "granularity"),
+            ({"start": "1900-01-01", "end": "9998-12-31", "granularity": "year"}, "granularity"),
             ({"start": "0001-01-01", "end": "0001-01-31"}, "start"),
             ({"start": "9999-12-01", "end": "9999-12-31"}, "end"),
             ({"start": "10000-01-01", "end": "10000-01-31"}, "start"),
@@ -404,7 +406,8 @@ class TestBalance:
         assert error(response)["code"] == "validation_error"
 
     def test_the_widest_range_answers(self, api, main):
-        body = data(balance(api, main, start=str(domain.FIRST_DAY), end=str(domain.LAST_DAY)))
+        first, last = metering_domain.FIRST_DATE, metering_domain.LAST_DATE
+        body = data(balance(api, main, start=str(first), end=str(last)))
         assert body["main_consumption"] == 0
 
     def test_another_accounts_meter_is_a_404(self, other_api, main):

@@ -132,7 +132,8 @@ class TestCreate:
             (body(0, 9, is_estimated="maybe"), "is_estimated"),
             ({**body(0, 9), "start_date": "2023-02-30"}, "start_date"),
             ({**body(0, 9), "end_date": "2999-01-01"}, "end_date"),
-            ({**body(0, 9), "start_date": "0001-01-01"}, None),  # valid, far back
+            ({**body(0, 9), "start_date": "1900-01-01"}, None),  # valid, far back
+            ({**body(0, 9), "start_date": "1899-12-31"}, "start_date"),  # before the calendar
         ],
     )
     def test_invalid_fields(self, api, meter, payload, field):
