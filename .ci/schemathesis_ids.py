@@ -3,10 +3,10 @@
 Run with `manage.py shell < .ci/schemathesis_ids.py` after load_demo.
 """
 
-from billing import selectors
 from billing.models import AllocationRule, BillingPeriod, Charge, MeterShare, Tariff, Tenant
 from metering.models import Account, Estate, Gateway, Meter, Register, ServicePlace
 from readings.models import PeriodReading, Reading
+from tests.demo import portal_objects
 
 demo = {"account__slug": "demo"}
 main = Meter.objects.filter(**demo, sub_meters__isnull=False).order_by("id").first()
@@ -57,38 +57,21 @@ ids = {
 
 # The portal run (a portal key): a tenant with a current lease that has a meter read by hand
 # with readings (fuzzed readings reach the engine, not the 409 of automatic meters), and a
-# statement of a closed period.
+# statement of a closed period; the one tests/test_schema_truthful.py uses.
 def portal_ids() -> dict[str, object]:
-    account = Account.objects.get(slug="demo")
-    today = account.today()
-    for tenant in Tenant.objects.filter(account=account).order_by("id"):
-        current = [lease for lease in tenant.leases.order_by("id") if lease.is_current(today)]
-        by_lease = selectors.lease_meters(leases=current)
-        manual = [
-            meter
-            for lease in current
-            for meter in by_lease[lease.pk]
-            if meter.billing_type == "INDIVIDUAL"
-            and meter.communication_type == "NONE"
-            and meter.readings.exists()
-        ]
-        statement = (
-            Charge.objects.filter(lease__tenant=tenant, billing_period__status="CLOSED")
-            .order_by("billing_period_id", "lease_id")
-            .values_list("billing_period_id", "lease_id")
-            .first()
-        )
-        if manual and statement:
-            return {
-                "ST_PORTAL_TENANT_ID": tenant.pk,
-                "ST_PORTAL_METER_ID": manual[0].pk,
-                "ST_PORTAL_READING_ID": (latest := manual[0].readings.latest("reading_date")).pk,
-                # The value of the reading .ci/schemathesis sends with a photo, after it.
-                "ST_PORTAL_METER_VALUE": latest.value,
-                "ST_PORTAL_PERIOD_ID": statement[0],
-                "ST_PORTAL_LEASE_ID": statement[1],
-            }
-    raise SystemExit("No demo tenant has a current lease, a manual meter and a statement.")
+    portal = portal_objects(Account.objects.get(slug="demo"))
+    if portal is None:
+        raise SystemExit("No demo tenant has a current lease, a manual meter and a statement.")
+    meter, statement = portal["meter"], portal["statement"]
+    return {
+        "ST_PORTAL_TENANT_ID": portal["tenant"].pk,
+        "ST_PORTAL_METER_ID": meter.pk,
+        "ST_PORTAL_READING_ID": (latest := meter.readings.latest("reading_date")).pk,
+        # The value of the reading .ci/schemathesis sends with a photo, after it.
+        "ST_PORTAL_METER_VALUE": latest.value,
+        "ST_PORTAL_PERIOD_ID": statement.billing_period_id,
+        "ST_PORTAL_LEASE_ID": statement.lease_id,
+    }
 
 
 ids.update(portal_ids())

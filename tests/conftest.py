@@ -1,17 +1,42 @@
-"""Fixtures shared by every test: accounts, keys, API and admin clients (on PostgreSQL)."""
+"""Fixtures shared by every test: accounts, keys, API and admin clients, one object of each
+kind, the demo (on PostgreSQL)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
+from django.db import connection, transaction
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from billing.models import BillingPeriod, Charge
 from metering import domain, services
 from metering.models import Account
-from tests.factories import AccountFactory, MembershipFactory, UserFactory
+from readings import periods
+from readings import services as readings_services
+from tests.demo import PASSWORD, load_demo
+from tests.factories import (
+    AccountFactory,
+    AllocationRuleFactory,
+    BillingPeriodFactory,
+    EstateFactory,
+    GatewayFactory,
+    LeaseFactory,
+    MembershipFactory,
+    MeterFactory,
+    MeterShareFactory,
+    PlaceFactory,
+    RegisterFactory,
+    ServicePlaceFactory,
+    TariffFactory,
+    TenantFactory,
+    UserFactory,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -85,3 +110,115 @@ def member(account):
 @pytest.fixture
 def superuser_client(db) -> Client:
     return login(UserFactory(is_staff=True, is_superuser=True))
+
+
+# --- one object of each kind ---------------------------------------------------------------
+
+
+@pytest.fixture
+def world(account) -> dict:
+    """One object of each kind the API serves, in ``account``, keyed by the name of the path
+    parameter it fills (``meter`` for ``meter_id``; a model's snake-case name for ``pk``).
+
+    An electricity meter with a gateway and a tariff is the main meter of an estate and has a
+    sub-meter, a second register, six monthly readings and a period reading; a tenant leases
+    the estate since 2020; a draft billing period, and a closed one with a charge of the lease.
+    """
+    place = PlaceFactory(account=account, code="P")
+    estate = EstateFactory(place=place, code="E")
+    service_place = ServicePlaceFactory(place=place)
+    gateway = GatewayFactory(account=account, place=place)
+    tariff = TariffFactory(account=account, meter_type="ELECTRICITY")
+    meter = MeterFactory(
+        account=account,
+        estate=estate,
+        place=place,
+        meter_type="ELECTRICITY",
+        is_main_meter=True,
+        gateway=gateway,
+        tariff=tariff,
+    )
+    sub_meter = MeterFactory(account=account, parent_meter=meter, meter_type="ELECTRICITY")
+    register = RegisterFactory(meter=meter, code="1.8.1", tariff_slot="HT")
+    actor = readings_services.Actor("test:world")
+    now = timezone.now()
+    readings = readings_services.create_readings(
+        meter=meter,
+        items=[
+            readings_services.ReadingInput(
+                reading_date=now - dt.timedelta(days=30 * (6 - n)), value=Decimal(100 * n)
+            )
+            for n in range(6)
+        ],
+        actor=actor,
+    ).accepted
+    period_reading = periods.create_period_readings(
+        meter=meter,
+        items=[
+            periods.PeriodInput(
+                start_date=dt.date(2024, 1, 1),
+                end_date=dt.date(2024, 1, 31),
+                consumption=Decimal(1),
+            )
+        ],
+        actor=actor,
+    ).accepted[0]
+    tenant = TenantFactory(account=account, email="tenant@example.org")
+    lease = LeaseFactory(estate=estate, tenant=tenant, start_date=dt.date(2020, 1, 1))
+    draft = BillingPeriodFactory(place=place)
+    closed = BillingPeriodFactory(
+        place=place, start_date=dt.date(2023, 1, 1), end_date=dt.date(2023, 1, 31)
+    )
+    charge = Charge.objects.create(
+        account=account,
+        billing_period=closed,
+        lease=lease,
+        estate=estate,
+        meter=meter,
+        start_date=closed.start_date,
+        end_date=closed.end_date,
+        amount=Decimal("10.00"),
+        total_amount=Decimal("12.00"),
+    )
+    BillingPeriod.objects.filter(pk=closed.pk).update(status=BillingPeriod.CLOSED)
+    closed.refresh_from_db()
+    return {
+        "place": place,
+        "estate": estate,
+        "service_place": service_place,
+        "gateway": gateway,
+        "tariff": tariff,
+        "meter": meter,
+        "sub_meter": sub_meter,
+        "register": register,
+        "reading": readings[-1],
+        "period_reading": period_reading,
+        "tenant": tenant,
+        "lease": lease,
+        "meter_share": MeterShareFactory(
+            meter=MeterFactory(account=account, place=place, billing_type="SHARED"), estate=estate
+        ),
+        "allocation_rule": AllocationRuleFactory(
+            meter=MeterFactory(account=account, place=place, billing_type="COLLECTIVE")
+        ),
+        "billing_period": draft,
+        "closed_period": closed,
+        "charge": charge,
+    }
+
+
+# --- the demo ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_output(django_db_setup, django_db_blocker) -> list[str]:
+    """What one ``load_demo`` (with ``tests.demo.PASSWORD``) printed: the demo of the module that
+    asks, built once in a transaction rolled back after its last test. Each test reads it in
+    its own savepoint inside that transaction (as with Django's ``setUpTestData``)."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        output = load_demo(password=PASSWORD)
+        # Check the deferred foreign keys once, here: checked inside each test's savepoint
+        # (Django does at teardown), the check is rolled back with it and redone every time.
+        connection.check_constraints()
+        yield output
+        transaction.set_rollback(True)

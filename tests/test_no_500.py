@@ -100,10 +100,20 @@ class TestDatesAtTheEndsOfTheCalendar:
         )
         assert response.status_code == 200, response.json()
 
+    @pytest.mark.parametrize(
+        ("caller", "prefix", "body_format"),
+        [
+            ("api", "/api/v1", "json"),
+            ("portal", "/api/v1/portal", "json"),
+            ("portal", "/api/v1/portal", "multipart"),
+        ],
+    )
     @pytest.mark.parametrize("value", EDGE_DATES)
-    def test_a_reading(self, api, world, value):
-        url = f"/api/v1/meters/{world['meter'].pk}/readings/"
-        response = api.post(url, {"reading_date": value, "value": 1}, format="json")
+    def test_a_reading(self, request, world, caller, prefix, body_format, value):
+        """From an account key or a portal key, as JSON or as a form."""
+        url = f"{prefix}/meters/{world['meter'].pk}/readings/"
+        client = request.getfixturevalue(caller)
+        response = client.post(url, {"reading_date": value, "value": 1}, format=body_format)
         assert_validation_error(response, "reading_date")
         assert not Reading.objects.exists()
 
@@ -126,19 +136,6 @@ class TestDatesAtTheEndsOfTheCalendar:
         assert created.status_code == 201
         reading_url = f"{url}{created.json()['data']['id']}/"
         assert_validation_error(api.patch(reading_url, {"reading_date": value}), "reading_date")
-
-    @pytest.mark.parametrize("value", EDGE_DATES)
-    def test_a_portal_reading(self, portal, world, value):
-        url = f"/api/v1/portal/meters/{world['meter'].pk}/readings/"
-        response = portal.post(url, {"reading_date": value, "value": 1}, format="json")
-        assert_validation_error(response, "reading_date")
-        assert not Reading.objects.exists()
-
-    @pytest.mark.parametrize("value", EDGE_DATES)
-    def test_a_portal_reading_in_a_form(self, portal, world, value):
-        url = f"/api/v1/portal/meters/{world['meter'].pk}/readings/"
-        response = portal.post(url, {"reading_date": value, "value": "1"}, format="multipart")
-        assert_validation_error(response, "reading_date")
 
     @pytest.mark.parametrize("value", EDGE_DATES)
     def test_allowed_range(self, portal, world, value):
@@ -188,6 +185,13 @@ class TestDatesAtTheEndsOfTheCalendar:
         assert_validation_error(api.get(url, {"start": value, "end": value}))
 
 
+def post_reading_text(api, meter, fields: str):
+    """A reading of 2024-01-01 posted on ``meter`` as JSON text whose other ``fields`` are
+    written as they are (numbers no float holds, ``NaN``)."""
+    body = f'{{"reading_date": "2024-01-01", {fields}}}'
+    return api.post(f"/api/v1/meters/{meter.pk}/readings/", body, content_type="application/json")
+
+
 class TestHugeNumbers:
     # Beyond a float's range: no field can hold it, the body is refused as JSON's NaN is.
     @pytest.mark.parametrize("number", ["1e400", "-1e400"])
@@ -199,9 +203,7 @@ class TestHugeNumbers:
 
     @pytest.mark.parametrize("number", ["1e400", "-1e400"])
     def test_out_of_range_numbers_in_a_reading_are_a_400(self, api, world, number):
-        url = f"/api/v1/meters/{world['meter'].pk}/readings/"
-        body = f'{{"reading_date": "2024-01-01", "value": 1, "lease_id": {number}}}'
-        response = api.post(url, body, content_type="application/json")
+        response = post_reading_text(api, world["meter"], f'"value": 1, "lease_id": {number}')
         assert_validation_error(response)
         assert not Reading.objects.exists()
 
@@ -218,24 +220,17 @@ class TestHugeNumbers:
 
     @pytest.mark.parametrize("number", ["1e19", "18446744073709551616"])
     def test_in_a_reading_lease_id(self, api, world, number):
-        url = f"/api/v1/meters/{world['meter'].pk}/readings/"
-        body = f'{{"reading_date": "2024-01-01", "value": 1, "lease_id": {number}}}'
-        response = api.post(url, body, content_type="application/json")
+        response = post_reading_text(api, world["meter"], f'"value": 1, "lease_id": {number}')
         assert_validation_error(response, "lease_id")
 
     @pytest.mark.parametrize("number", ["1e400", "-1e400", "NaN", "Infinity"])
     def test_in_a_register_id(self, api, world, number):
-        url = f"/api/v1/meters/{world['meter'].pk}/readings/"
-        body = f'{{"reading_date": "2024-01-01", "value": 1, "register_id": {number}}}'
-        response = api.post(url, body, content_type="application/json")
+        response = post_reading_text(api, world["meter"], f'"value": 1, "register_id": {number}')
         assert_validation_error(response)
 
     @pytest.mark.parametrize("number", ["1e400", "NaN", "-Infinity"])
     def test_as_a_value(self, api, world, number):
-        url = f"/api/v1/meters/{world['meter'].pk}/readings/"
-        body = f'{{"reading_date": "2024-01-01", "value": {number}}}'
-        response = api.post(url, body, content_type="application/json")
-        assert_validation_error(response)
+        assert_validation_error(post_reading_text(api, world["meter"], f'"value": {number}'))
 
     @pytest.mark.parametrize("number", ["1e400", "99999999999999999999999", "-1"])
     @pytest.mark.parametrize(
@@ -356,35 +351,25 @@ class TestImports:
         assert lines[1].startswith("2,validation_error,")
         assert Reading.objects.filter(meter=world["meter"]).count() == 1
 
-    def test_import_period_readings_command(self, world, tmp_path):
-        path = tmp_path / "periods.csv"
-        path.write_text(
-            "serial_number,start_date,end_date,consumption\nE-1,0001-01-01,0001-01-31,5\n"
-        )
-        with pytest.raises(CommandError) as caught:
-            call_command(
+    @pytest.mark.parametrize(
+        ("command", "csv"),
+        [
+            (
                 "import_period_readings",
-                str(path),
-                "--account",
-                "acme",
-                stdout=io.StringIO(),
-                stderr=io.StringIO(),
-            )
-        assert caught.value.returncode == 1
-
-    def test_import_meters_command(self, world, tmp_path):
-        path = tmp_path / "meters.csv"
-        path.write_text(
-            "serial_number,name,meter_type,installation_date\nE-9,Nine,WATER,0001-01-01\n"
-        )
+                "serial_number,start_date,end_date,consumption\nE-1,0001-01-01,0001-01-31,5\n",
+            ),
+            (
+                "import_meters",
+                "serial_number,name,meter_type,installation_date\nE-9,Nine,WATER,0001-01-01\n",
+            ),
+        ],
+    )
+    def test_import_period_readings_and_meters_commands(self, world, tmp_path, command, csv):
+        path = tmp_path / "rows.csv"
+        path.write_text(csv)
         with pytest.raises(CommandError) as caught:
             call_command(
-                "import_meters",
-                str(path),
-                "--account",
-                "acme",
-                stdout=io.StringIO(),
-                stderr=io.StringIO(),
+                command, str(path), "--account", "acme", stdout=io.StringIO(), stderr=io.StringIO()
             )
         assert caught.value.returncode == 1
 

@@ -32,34 +32,14 @@ from urllib.parse import quote
 import pytest
 from django.db import transaction
 from django.test.client import MULTIPART_CONTENT, encode_multipart
-from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from billing import services as billing_services
-from billing.models import BillingPeriod, Charge
 from metering.errors import ERROR_CODES
-from metering.models import Estate, Gateway, Meter, Place, Register, ServicePlace
-from readings import periods
-from readings import services as readings_services
-from readings.models import PeriodReading, Reading
 from tests.api_routes import api_routes
-from tests.factories import (
-    AllocationRuleFactory,
-    BillingPeriodFactory,
-    EstateFactory,
-    GatewayFactory,
-    LeaseFactory,
-    MeterFactory,
-    MeterShareFactory,
-    PlaceFactory,
-    RegisterFactory,
-    ServicePlaceFactory,
-    TariffFactory,
-    TenantFactory,
-)
 
 pytestmark = pytest.mark.django_db
 
@@ -272,94 +252,7 @@ def query_text(value) -> str:
 
 
 # --- the world the paths name ----------------------------------------------------------------
-
-
-@pytest.fixture
-def world(account):
-    place = PlaceFactory(account=account, code="P")
-    estate = EstateFactory(place=place, code="E")
-    service_place = ServicePlaceFactory(place=place)
-    gateway = GatewayFactory(account=account, place=place)
-    tariff = TariffFactory(account=account, meter_type="ELECTRICITY")
-    meter = MeterFactory(
-        account=account,
-        estate=estate,
-        place=place,
-        meter_type="ELECTRICITY",
-        is_main_meter=True,
-        gateway=gateway,
-        tariff=tariff,
-    )
-    sub_meter = MeterFactory(account=account, parent_meter=meter, meter_type="ELECTRICITY")
-    register = RegisterFactory(meter=meter, code="1.8.1", tariff_slot="HT")
-    actor = readings_services.Actor("test:world")
-    now = timezone.now()
-    readings = readings_services.create_readings(
-        meter=meter,
-        items=[
-            readings_services.ReadingInput(
-                reading_date=now - dt.timedelta(days=30 * (6 - n)), value=Decimal(100 * n)
-            )
-            for n in range(6)
-        ],
-        actor=actor,
-    ).accepted
-    period_reading = periods.create_period_readings(
-        meter=meter,
-        items=[
-            periods.PeriodInput(
-                start_date=dt.date(2024, 1, 1),
-                end_date=dt.date(2024, 1, 31),
-                consumption=Decimal(1),
-            )
-        ],
-        actor=actor,
-    ).accepted[0]
-    tenant = TenantFactory(account=account, email="tenant@example.org")
-    lease = LeaseFactory(estate=estate, tenant=tenant, start_date=dt.date(2020, 1, 1))
-    draft = BillingPeriodFactory(place=place)
-    closed = BillingPeriodFactory(
-        place=place, start_date=dt.date(2023, 1, 1), end_date=dt.date(2023, 1, 31)
-    )
-    charge = Charge.objects.create(
-        account=account,
-        billing_period=closed,
-        lease=lease,
-        estate=estate,
-        meter=meter,
-        start_date=closed.start_date,
-        end_date=closed.end_date,
-        amount=Decimal("10.00"),
-        total_amount=Decimal("12.00"),
-    )
-    BillingPeriod.objects.filter(pk=closed.pk).update(status=BillingPeriod.CLOSED)
-    objects = {
-        Place: place,
-        Estate: estate,
-        ServicePlace: service_place,
-        Gateway: gateway,
-        Meter: meter,
-        Register: register,
-        Reading: readings[-1],
-        PeriodReading: period_reading,
-        "tenant": tenant,
-        "lease": lease,
-        "meter_share": MeterShareFactory(
-            meter=MeterFactory(account=account, place=place, billing_type="SHARED"), estate=estate
-        ),
-        "tariff": tariff,
-        "allocation_rule": AllocationRuleFactory(
-            meter=MeterFactory(account=account, place=place, billing_type="COLLECTIVE")
-        ),
-        "billing_period": draft,
-        "closed_period": closed,
-        "charge": charge,
-        "place": place,
-        "estate": estate,
-        "meter": meter,
-        "sub_meter": sub_meter,
-    }
-    return objects
+# ``world`` (tests/conftest.py): one object of each kind, keyed by the names the paths use.
 
 
 @pytest.fixture
@@ -381,7 +274,7 @@ def path_ids(path: str, world: dict) -> dict[str, int]:
     for name in re.findall(r"{(\w+)}", path):
         if name == "id":
             snake = re.sub(r"(?<!^)(?=[A-Z])", "_", model.__name__).lower() if model else ""
-            ids[name] = (world.get(model) or world[snake]).pk
+            ids[name] = world[snake].pk
         elif name == "billing_period_id" and "statements" in path:
             ids[name] = world["closed_period"].pk
         else:
@@ -399,9 +292,9 @@ def known_values(world: dict) -> dict[str, list]:
         **ids,
         "account_id": [str(world["place"].account_id)],
         "parent_meter_id": [world["meter"].pk],
-        "gateway_id": [world[Gateway].pk],
-        "service_place_id": [world[ServicePlace].pk],
-        "register_id": [world[Register].pk],
+        "gateway_id": [world["gateway"].pk],
+        "service_place_id": [world["service_place"].pk],
+        "register_id": [world["register"].pk],
         "register": ["1.8.1", "default"],
         "code": ["1.8.2", "NEW"],
         "ratio": ["0.5"],

@@ -11,8 +11,8 @@ workaround (issue 12, point 9).
   one comma-separated string, no path parameter doubled by a query filter of the same name,
   ``Idempotency-Key`` in and ``Idempotent-Replayed`` out.
 
-The demo is built once for the module, in a transaction rolled back at its end (as
-tests/billing/test_load_demo.py does).
+The demo is built once for the module, in a transaction rolled back at its end (the
+``demo_output`` fixture, as tests/billing/test_load_demo.py uses it).
 """
 
 from __future__ import annotations
@@ -30,22 +30,19 @@ import typing
 import uuid
 from decimal import Decimal
 from enum import Enum
-from io import StringIO
 from urllib.parse import urlsplit
 
 import httpx
 import jsonschema
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from PIL import Image
 from rest_framework.test import APIClient
 
-from billing import selectors as billing_selectors
 from billing import services as billing_services
 from billing.models import (
     AllocationRule,
@@ -67,6 +64,7 @@ from metering.models import (
 )
 from readings.models import PeriodReading, Reading
 from tests.api_routes import Route, api_routes
+from tests.demo import portal_objects
 
 pytestmark = pytest.mark.django_db
 
@@ -92,39 +90,14 @@ def _png() -> bytes:
     return buffer.getvalue()
 
 
-def _portal_objects(account: Account) -> dict:
-    """A tenant with a current lease of a meter read by hand, and a closed-period statement."""
-    today = account.today()
-    for tenant in Tenant.objects.filter(account=account).order_by("id"):
-        current = [lease for lease in tenant.leases.order_by("id") if lease.is_current(today)]
-        by_lease = billing_selectors.lease_meters(leases=current)
-        manual = [
-            meter
-            for lease in current
-            for meter in by_lease[lease.pk]
-            if meter.billing_type == "INDIVIDUAL"
-            and meter.communication_type == "NONE"
-            and meter.readings.exists()
-        ]
-        statement = (
-            Charge.objects.filter(lease__tenant=tenant, billing_period__status="CLOSED")
-            .order_by("billing_period_id", "lease_id")
-            .first()
-        )
-        if manual and statement:
-            return {"tenant": tenant, "meter": manual[0], "statement": statement}
-    raise AssertionError("No demo tenant has a current lease, a manual meter and a statement.")
-
-
 @pytest.fixture(scope="module")
-def demo(django_db_setup, django_db_blocker) -> dict:
+def demo(demo_output, django_db_blocker) -> dict:
     """The demo, a key with every scope, a tenant's portal key and a reading with a photo."""
     with django_db_blocker.unblock(), transaction.atomic():
-        call_command("load_demo", stdout=StringIO())
-        connection.check_constraints()
         account = Account.objects.get(slug="demo")
         _, raw = services.create_api_key(account=account, name="schema", scopes=list(domain.SCOPES))
-        portal = _portal_objects(account)
+        portal = portal_objects(account)
+        assert portal, "No demo tenant has a current lease, a manual meter and a statement."
         _, portal_raw = billing_services.create_portal_key(tenant=portal["tenant"], name="t")
         portal_client = APIClient()
         portal_client.credentials(HTTP_AUTHORIZATION=f"Bearer {portal_raw}")
@@ -302,23 +275,26 @@ def _json_schema(node):
 FORMATS = jsonschema.FormatChecker(formats=())
 
 
-@FORMATS.checks("date-time", raises=ValueError)
-def _utc_datetime(value) -> bool:
-    # CONTRACT §2: datetimes are output in UTC with `Z`.
-    if isinstance(value, str):
-        if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", value):
-            raise ValueError(f"{value!r} is no UTC datetime ending in Z")
-        dt.datetime.fromisoformat(value)
-    return True
+def _written_as(format_name: str, pattern: str, parse, what: str) -> None:
+    """Check ``format_name`` values: text matching ``pattern`` that ``parse`` reads."""
+
+    @FORMATS.checks(format_name, raises=ValueError)
+    def check(value) -> bool:
+        if isinstance(value, str):
+            if not re.fullmatch(pattern, value):
+                raise ValueError(f"{value!r} is no {what}")
+            parse(value)
+        return True
 
 
-@FORMATS.checks("date", raises=ValueError)
-def _date(value) -> bool:
-    if isinstance(value, str):
-        if not re.fullmatch(r"\d{4}-\d\d-\d\d", value):
-            raise ValueError(f"{value!r} is no YYYY-MM-DD date")
-        dt.date.fromisoformat(value)
-    return True
+# CONTRACT §2: datetimes are output in UTC with `Z`.
+_written_as(
+    "date-time",
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z",
+    dt.datetime.fromisoformat,
+    "UTC datetime ending in Z",
+)
+_written_as("date", r"\d{4}-\d\d-\d\d", dt.date.fromisoformat, "YYYY-MM-DD date")
 
 
 @FORMATS.checks("uri", raises=ValueError)

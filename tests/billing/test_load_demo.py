@@ -13,13 +13,11 @@ import datetime as dt
 import itertools
 from collections import defaultdict
 from decimal import Decimal
-from io import StringIO
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.core.management import CommandError
 from django.db.models import Count, Max, Min, Q, Sum
 from django.test import Client
 from rest_framework.test import APIClient
@@ -51,38 +49,21 @@ from readings import domain as readings_domain
 from readings import services as readings_services
 from readings.models import PeriodReading, Reading
 from readings.services import ReadingInput, thresholds
+from tests.demo import PASSWORD, load_demo
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "Tilleuls-Roquette-2026"
 PARIS = ZoneInfo("Europe/Paris")
-
-
-def load_demo(**options) -> list[str]:
-    out = StringIO()
-    call_command("load_demo", stdout=out, **options)
-    return out.getvalue().splitlines()
 
 
 def printed(lines: list[str], label: str) -> str:
     return next(line.split(": ", 1)[1] for line in lines if line.startswith(f"{label}: "))
 
 
-@pytest.fixture(scope="module")
-def lines(django_db_setup, django_db_blocker) -> list[str]:
-    """The output of one ``load_demo``, whose demo the tests that read it share."""
-    with django_db_blocker.unblock(), transaction.atomic():
-        output = load_demo(password=PASSWORD)
-        # Check the deferred foreign keys once, here: checked inside each test's savepoint
-        # (Django does at teardown), the check is rolled back with it and redone every time.
-        connection.check_constraints()
-        yield output
-        transaction.set_rollback(True)
-
-
 @pytest.fixture
-def demo(lines) -> Account:
+def demo(demo_output) -> Account:
+    """The demo account of the module's one ``load_demo`` (``demo_output``)."""
     return Account.objects.get(slug="demo")
 
 
@@ -308,10 +289,10 @@ class TestContent:
 
 
 class TestAccess:
-    def test_output_ends_with_a_working_api_key(self, lines, demo):
-        key = lines[-1]
+    def test_output_ends_with_a_working_api_key(self, demo_output, demo):
+        key = demo_output[-1]
         assert key.startswith("mtr_") and " " not in key
-        assert lines[-2].startswith("API key")
+        assert demo_output[-2].startswith("API key")
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
         response = client.get("/api/v1/meters/")
@@ -320,9 +301,10 @@ class TestAccess:
         api_key = ApiKey.objects.get(account=demo)
         assert set(api_key.scopes) == set(domain.SCOPES)
 
-    def test_printed_login_works(self, lines, demo):
-        assert "http://127.0.0.1:8000/admin/" in "\n".join(lines)
-        username, password = printed(lines, "Username"), printed(lines, "Password")
+    def test_printed_login_works(self, demo_output, demo):
+        assert "http://127.0.0.1:8000/admin/" in "\n".join(demo_output)
+        username = printed(demo_output, "Username")
+        password = printed(demo_output, "Password")
         assert password == PASSWORD
         assert Client().login(username=username, password=password)
         user = get_user_model().objects.get(username=username)
@@ -330,9 +312,9 @@ class TestAccess:
         membership = Membership.objects.get(user=user)
         assert (membership.account, membership.role) == (demo, "ADMIN")
 
-    def test_summary_counts_match_the_database(self, lines, demo):
+    def test_summary_counts_match_the_database(self, demo_output, demo):
         found = counts(demo)
-        text = "\n".join(lines)
+        text = "\n".join(demo_output)
         assert f"{found['places']} places" in text
         assert f"{found['estates']} estates" in text
         assert f"{found['meters']} meters" in text
@@ -768,7 +750,7 @@ class TestBilling:
         assert not Charge.objects.filter(meter__in=devices).exists()
         assert Charge.objects.filter(account=demo, meter__serial_number="LYO-EV-01").exists()
 
-    def test_the_admin_shows_the_periods_and_statements(self, lines, demo):
+    def test_the_admin_shows_the_periods_and_statements(self, demo_output, demo):
         client = Client()
         assert client.login(username="demo", password=PASSWORD)
         period = BillingPeriod.objects.filter(account=demo, status="CLOSED").first()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -40,17 +38,10 @@ from metering.models import (
 )
 from readings.models import PeriodReading, Reading
 from tests.factories import (
-    AllocationRuleFactory,
-    BillingPeriodFactory,
     EstateFactory,
-    GatewayFactory,
-    LeaseFactory,
     MembershipFactory,
     MeterFactory,
-    MeterShareFactory,
     PlaceFactory,
-    ServicePlaceFactory,
-    TariffFactory,
     TenantFactory,
     UserFactory,
 )
@@ -554,58 +545,31 @@ def test_creating_a_portal_key_shows_it_once(member, account, other_account):
 
 
 @pytest.fixture
-def one_of_each(account) -> dict[type, Any]:
-    """One object of every model, in ``account``."""
-    place = PlaceFactory(account=account)
-    meter = MeterFactory(account=account, place=place)
-    register = meter.registers.get()
-    tenant = TenantFactory(account=account)
+def one_of_each(account, world) -> dict[type, Any]:
+    """One object of every model, in ``account``: ``world``'s (tests/conftest.py) and the
+    account's own (members, invitations, keys)."""
     api_key, _ = services.create_api_key(account=account, name="k", scopes=["meters:read"])
-    portal_key, _ = billing_services.create_portal_key(tenant=tenant, name="p")
-    now = timezone.now()
-    estate = EstateFactory(place=place)
-    lease = LeaseFactory(estate=estate, tenant=tenant)
-    period = BillingPeriodFactory(place=place)
-    shared = MeterFactory(account=account, place=place, billing_type="SHARED")
-    collective = MeterFactory(account=account, place=place, billing_type="COLLECTIVE")
+    portal_key, _ = billing_services.create_portal_key(tenant=world["tenant"], name="p")
     return {
         Account: account,
         Membership: MembershipFactory(account=account, role="VIEWER"),
         Invitation: services.invite_member(account=account, email="i@example.org", role="VIEWER"),
         ApiKey: api_key,
-        Place: place,
-        Estate: estate,
-        Lease: lease,
-        MeterShare: MeterShareFactory(meter=shared, estate=estate),
-        AllocationRule: AllocationRuleFactory(meter=collective),
-        BillingPeriod: period,
-        Charge: Charge.objects.create(
-            account=account,
-            billing_period=period,
-            lease=lease,
-            estate=estate,
-            meter=meter,
-            start_date=period.start_date,
-            end_date=period.end_date,
-            amount=Decimal("1.00"),
-            total_amount=Decimal("1.00"),
-        ),
-        ServicePlace: ServicePlaceFactory(place=place),
-        Gateway: GatewayFactory(account=account, place=place),
-        Meter: meter,
-        Tenant: tenant,
         PortalKey: portal_key,
-        Tariff: TariffFactory(account=account),
-        Reading: Reading.objects.create(
-            account=account, meter=meter, register=register, reading_date=now, value=Decimal(1)
-        ),
-        PeriodReading: PeriodReading.objects.create(
-            account=account,
-            meter=meter,
-            start_date=dt.date(2024, 1, 1),
-            end_date=dt.date(2024, 1, 31),
-            consumption=Decimal(10),
-        ),
+        Place: world["place"],
+        Estate: world["estate"],
+        ServicePlace: world["service_place"],
+        Gateway: world["gateway"],
+        Meter: world["meter"],
+        Reading: world["reading"],
+        PeriodReading: world["period_reading"],
+        Tenant: world["tenant"],
+        Lease: world["lease"],
+        MeterShare: world["meter_share"],
+        AllocationRule: world["allocation_rule"],
+        Tariff: world["tariff"],
+        BillingPeriod: world["billing_period"],
+        Charge: world["charge"],
     }
 
 

@@ -16,7 +16,6 @@ import email
 import email.policy
 import re
 import socket
-import threading
 from dataclasses import dataclass, field
 
 import environ
@@ -35,6 +34,7 @@ from metering import keys, services
 from metering.errors import InvitationNotUsable
 from metering.models import Invitation, Membership
 from tests.factories import AccountFactory, MembershipFactory, UserFactory
+from tests.threads import run_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -461,32 +461,10 @@ def test_the_mail_and_the_pages_speak_french(account):
 # --- concurrency -----------------------------------------------------------------------------
 
 
-def in_threads(count: int, work) -> list[BaseException]:
-    """Run ``work(i)`` in ``count`` threads at once, each on its own connection."""
-    barrier = threading.Barrier(count)
-    failures: list[BaseException] = []
-
-    def target(index: int) -> None:
-        try:
-            barrier.wait()
-            work(index)
-        except BaseException as exc:  # reported by the test
-            failures.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return failures
-
-
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_invitations_of_one_address_leave_one_open(mailoutbox):
     account = AccountFactory()
-    failures = in_threads(
+    failures = run_threads(
         6,
         lambda i: services.invite_member(account=account, email="race@example.org", role="VIEWER"),
     )
@@ -508,7 +486,7 @@ def test_concurrent_uses_of_one_link_create_one_login(mailoutbox):
                 services.accept_invitation_with_password(token=token, password=STRONG_PASSWORD)
             )
 
-    assert in_threads(6, accept) == []
+    assert run_threads(6, accept) == []
     assert len(joined) == 1
     assert User.objects.filter(username="dup@example.org").count() == 1
     assert Membership.objects.filter(account=account).count() == 1

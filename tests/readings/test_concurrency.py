@@ -8,40 +8,18 @@ and this test fails.
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from readings import services
 from readings.models import Reading
 from tests.factories import AccountFactory, MeterFactory
 from tests.readings.conftest import day, fresh_series, stored_series
+from tests.threads import run_threads
 
 THREADS = 6
 PER_THREAD = 12
-
-
-def run_threads(work) -> list[BaseException]:
-    barrier = threading.Barrier(THREADS)
-    failures: list[BaseException] = []
-
-    def target(index: int) -> None:
-        try:
-            barrier.wait()
-            work(index)
-        except BaseException as exc:  # reported by the test
-            failures.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return failures
 
 
 @pytest.mark.django_db(transaction=True)
@@ -59,7 +37,7 @@ def test_concurrent_writes_to_one_meter():
             )
             assert not result.errors, result.errors
 
-    assert run_threads(insert) == []
+    assert run_threads(THREADS, insert) == []
     assert Reading.objects.filter(meter=meter).count() == THREADS * PER_THREAD
     assert stored_series(register) == fresh_series(register)
 
@@ -72,5 +50,5 @@ def test_concurrent_writes_to_one_meter():
                 actor=services.Actor(f"thread:{thread}"),
             )
 
-    assert run_threads(update) == []
+    assert run_threads(THREADS, update) == []
     assert stored_series(register) == fresh_series(register)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import threading
 from decimal import Decimal as D
 
 import pytest
@@ -25,6 +24,7 @@ from readings import domain, periods, selectors, services
 from readings.domain import DEVIATION, DROP, NEGATIVE, SPIKE, Period, Thresholds
 from readings.models import PeriodReading, Reading
 from tests.factories import AccountFactory, MeterFactory
+from tests.threads import run_threads
 
 PARIS = dt.timezone(dt.timedelta(hours=1))  # Europe/Paris in winter
 ACTOR = services.Actor("test:periods", "IMPORT")
@@ -641,31 +641,19 @@ def test_concurrent_overlapping_writes_keep_one_of_each():
     """Threads with their own connections write periods that overlap each other's: the meter's
     row lock lets exactly one of each overlapping pair in, and the flags stay in order."""
     meter = MeterFactory(account=AccountFactory())
-    threads, failures, outcomes = 6, [], []
-    barrier = threading.Barrier(threads)
+    outcomes = []
 
     def work(index: int) -> None:
-        try:
-            barrier.wait()
-            for k in range(8):
-                # Every thread writes the same 8 ten-day periods, shifted by 0 to 5 days.
-                result = periods.create_period_readings(
-                    meter=meter,
-                    items=[item(20 * k + index % 2 * 5, 20 * k + index % 2 * 5 + 9)],
-                    actor=services.Actor(f"thread:{index}"),
-                )
-                outcomes.append(bool(result.accepted))
-        except BaseException as exc:  # reported by the test
-            failures.append(exc)
-        finally:
-            connection.close()
+        for k in range(8):
+            # Every thread writes the same 8 ten-day periods, shifted by 0 to 5 days.
+            result = periods.create_period_readings(
+                meter=meter,
+                items=[item(20 * k + index % 2 * 5, 20 * k + index % 2 * 5 + 9)],
+                actor=services.Actor(f"thread:{index}"),
+            )
+            outcomes.append(bool(result.accepted))
 
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert failures == []
+    assert run_threads(6, work) == []
     assert sum(outcomes) == 8
     rows = stored_flags(meter)
     assert len(rows) == 8

@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.http import HttpResponse
 
-from metering.models import Register
+from metering.models import Meter, Register
 from readings import selectors, services
 from readings.models import Reading
 from tests.factories import MeterFactory
@@ -60,10 +61,27 @@ def statements() -> Iterator[list[str]]:
         yield captured
 
 
-def warm_up(api, account) -> None:
-    """One request first, so that once-per-key work (``last_used_at``) is not compared."""
+@pytest.fixture
+def series(api, account) -> dict[int, Meter]:
+    """Meters of 50 and of 500 hourly readings, by their count, then one request of ``api``
+    (so that once-per-key work, ``last_used_at``, is not compared)."""
+    meters = {count: hourly_meter(account, count) for count in (50, 500)}
     meter = MeterFactory(account=account)
     assert api.patch(f"/api/v1/meters/{meter.pk}/", {"name": "x"}, format="json").status_code == 200
+    return meters
+
+
+def assert_writes_run_the_same_statements(
+    series: dict[int, Meter], write: Callable[[Meter], HttpResponse], status: int
+) -> None:
+    """``write(meter)`` answers ``status`` on each of ``series`` and runs the same statements on
+    50 readings as on 500."""
+    captured = {}
+    for count, meter in series.items():
+        with statements() as captured[count]:
+            response = write(meter)
+        assert response.status_code == status, response.json()
+    assert_same_statements(captured[50], captured[500])
 
 
 def assert_same_statements(small: list[str], large: list[str]) -> None:
@@ -84,17 +102,14 @@ def update_events(meter) -> list:
 
 
 class TestMultiplier:
-    def test_statements_do_not_grow_with_the_readings(self, api, account):
-        meters = {count: hourly_meter(account, count) for count in (50, 500)}
-        warm_up(api, account)
-        captured = {}
-        for count, meter in meters.items():
-            with statements() as captured[count]:
-                response = api.patch(
-                    f"/api/v1/meters/{meter.pk}/", {"multiplier": 2}, format="json"
-                )
-            assert response.status_code == 200, response.json()
-        assert_same_statements(captured[50], captured[500])
+    def test_statements_do_not_grow_with_the_readings(self, api, series):
+        assert_writes_run_the_same_statements(
+            series,
+            lambda meter: api.patch(
+                f"/api/v1/meters/{meter.pk}/", {"multiplier": 2}, format="json"
+            ),
+            200,
+        )
 
     def test_derived_values_are_those_of_a_fresh_computation(self, api, account):
         meter = hourly_meter(account, 300)
@@ -137,17 +152,13 @@ class TestInsertBeforeTheSeries:
         body = {"reading_date": (START - HOUR).isoformat(), "value": 0}
         return api.post(f"/api/v1/meters/{meter.pk}/readings/", body, format="json")
 
-    def test_statements_do_not_grow_with_the_readings(self, api, account):
-        meters = {count: hourly_meter(account, count) for count in (50, 500)}
-        warm_up(api, account)
-        captured = {}
-        for count, meter in meters.items():
-            with statements() as captured[count]:
-                response = self.post_first(api, meter)
-            assert response.status_code == 201, response.json()
+    def test_statements_do_not_grow_with_the_readings(self, api, series):
+        assert_writes_run_the_same_statements(
+            series, lambda meter: self.post_first(api, meter), 201
+        )
+        for count, meter in series.items():
             # Most of the series changed (flags), so the write did carry many rows.
             assert Reading.objects.filter(meter=meter, flag_deviation=True).count() > count // 2
-        assert_same_statements(captured[50], captured[500])
 
     def test_the_chain_is_that_of_a_fresh_computation(self, api, account):
         meter = hourly_meter(account, 400)
@@ -159,20 +170,20 @@ class TestInsertBeforeTheSeries:
 
 
 class TestEditAReading:
-    def test_statements_do_not_grow_with_the_readings(self, api, account):
-        meters = {count: hourly_meter(account, count) for count in (50, 500)}
-        warm_up(api, account)
-        captured = {}
-        for count, meter in meters.items():
-            first = Reading.objects.get(meter=meter, reading_date=START)
-            with statements() as captured[count]:
-                response = api.patch(
-                    f"/api/v1/meters/{meter.pk}/readings/{first.pk}/",
-                    {"value": 0, "notes": "corrected"},
-                    format="json",
-                )
-            assert response.status_code == 200, response.json()
-        assert_same_statements(captured[50], captured[500])
+    def test_statements_do_not_grow_with_the_readings(self, api, series):
+        first = {
+            meter.pk: Reading.objects.get(meter=meter, reading_date=START).pk
+            for meter in series.values()
+        }
+        assert_writes_run_the_same_statements(
+            series,
+            lambda meter: api.patch(
+                f"/api/v1/meters/{meter.pk}/readings/{first[meter.pk]}/",
+                {"value": 0, "notes": "corrected"},
+                format="json",
+            ),
+            200,
+        )
 
     def test_the_edited_reading_and_its_neighbours_are_stored(self, api, account):
         meter = hourly_meter(account, 200)

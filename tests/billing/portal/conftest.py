@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import pathlib
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -125,6 +126,18 @@ def shared_meter(account, place, *estates) -> Meter:
     for estate in estates:
         MeterShareFactory(meter=meter, estate=estate)
     return meter
+
+
+@pytest.fixture
+def media_root(settings, tmp_path) -> pathlib.Path:
+    """A storage directory of the test's own, to see exactly what it stored."""
+    settings.MEDIA_ROOT = str(tmp_path)
+    return tmp_path
+
+
+def stored_files(root: pathlib.Path) -> list[pathlib.Path]:
+    """Every file stored under ``root``, sorted."""
+    return sorted(path for path in root.rglob("*") if path.is_file())
 
 
 def image_bytes(image_format: str, size: tuple[int, int] = (4, 3)) -> bytes:

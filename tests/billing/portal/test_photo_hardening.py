@@ -14,7 +14,6 @@ multipart), then read through both download routes (the portal's and the account
 from __future__ import annotations
 
 import io
-import pathlib
 import struct
 import zlib
 
@@ -24,21 +23,11 @@ from PIL import Image
 
 from readings.models import Reading
 from tests.billing.api import assert_error
-from tests.billing.portal.conftest import image_bytes
+from tests.billing.portal.conftest import image_bytes, stored_files
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 PAYLOAD = b"<html><body><script>alert(document.cookie)</script></body></html>"
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path) -> pathlib.Path:
-    settings.MEDIA_ROOT = str(tmp_path)
-    return tmp_path
-
-
-def stored_files(root: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(path for path in root.rglob("*") if path.is_file())
 
 
 def send(client, meter, content: bytes, name: str = "meter.png", content_type="image/png"):

@@ -4,7 +4,6 @@ under a random name and handed out only through authenticated routes."""
 from __future__ import annotations
 
 import io
-import pathlib
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -12,21 +11,10 @@ from PIL import Image
 
 from readings.models import Reading
 from tests.billing.api import assert_error
-from tests.billing.portal.conftest import image_bytes, photo_file
+from tests.billing.portal.conftest import image_bytes, photo_file, stored_files
 from tests.factories import MeterFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path) -> pathlib.Path:
-    """A storage directory of each test's own, to see exactly what it stored."""
-    settings.MEDIA_ROOT = str(tmp_path)
-    return tmp_path
-
-
-def stored_files(root: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(path for path in root.rglob("*") if path.is_file())
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 
 def url(meter, suffix: str = "") -> str:

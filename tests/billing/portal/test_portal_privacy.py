@@ -11,7 +11,6 @@ The lease of the ``portal`` tenant starts on 2023-06-01 (00:00 in Paris: 2023-05
 from __future__ import annotations
 
 import datetime as dt
-import pathlib
 from decimal import Decimal
 
 import pytest
@@ -26,19 +25,13 @@ from metering.models import IdempotencyRecord
 from readings import services as readings_services
 from readings.models import Reading
 from tests.billing.api import assert_error
-from tests.billing.portal.conftest import image_bytes, photo_file, shared_meter
+from tests.billing.portal.conftest import image_bytes, photo_file, shared_meter, stored_files
 from tests.factories import MeterFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 LEASE_START = "2023-05-31T22:00:00Z"  # 2023-06-01 00:00 in Paris
 PNG = image_bytes("PNG")
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path) -> pathlib.Path:
-    settings.MEDIA_ROOT = str(tmp_path)
-    return tmp_path
 
 
 def at(moment: str) -> dt.datetime:
@@ -244,7 +237,7 @@ class TestWrites:
         )
         assert_error(response, 403, "permission_denied")
         assert not Reading.objects.exists()
-        assert [p for p in media_root.rglob("*") if p.is_file()] == []
+        assert stored_files(media_root) == []
         assert not IdempotencyRecord.objects.filter(key="p-1", status_code__isnull=False).exists()
 
     def test_an_invalid_body_is_403_too(self, portal, not_its_own):

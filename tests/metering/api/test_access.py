@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 
 import pytest
 from django.utils import timezone
@@ -22,23 +21,13 @@ from billing.models import (
 )
 from metering import domain, keys, services
 from metering.models import ApiKey, Estate, Gateway, Meter, Place, Register, ServicePlace
-from readings import periods
-from readings import services as services_readings
 from readings.models import PeriodReading, Reading
 from tests.api_routes import Route, api_routes
 from tests.factories import (
-    AllocationRuleFactory,
-    BillingPeriodFactory,
-    EstateFactory,
-    GatewayFactory,
-    LeaseFactory,
     MembershipFactory,
     MeterFactory,
-    MeterShareFactory,
     PlaceFactory,
     RegisterFactory,
-    ServicePlaceFactory,
-    TariffFactory,
     TenantFactory,
 )
 
@@ -48,75 +37,8 @@ ACCOUNT_ROUTES = [route for route in api_routes() if "/portal/" not in route.tem
 READ_SCOPES = [scope for scope in domain.SCOPES if scope.endswith(":read")]
 
 
-@pytest.fixture
-def world(account):
-    """One object of each kind in ``account``; the keys name the path parameters they fill."""
-    place = PlaceFactory(account=account)
-    estate = EstateFactory(place=place)
-    service_place = ServicePlaceFactory(place=place)
-    gateway = GatewayFactory(account=account, place=place)
-    tariff = TariffFactory(account=account)
-    meter = MeterFactory(
-        account=account, estate=estate, is_main_meter=True, gateway=gateway, tariff=tariff
-    )
-    sub_meter = MeterFactory(account=account, parent_meter=meter)
-    register = RegisterFactory(meter=meter, code="1.8.1", tariff_slot="HT")
-    reading = services_readings.create_readings(
-        meter=meter,
-        items=[services_readings.ReadingInput(reading_date=timezone.now(), value=Decimal(5))],
-        actor=services_readings.Actor("test"),
-    ).accepted[0]
-    period_reading = periods.create_period_readings(
-        meter=meter,
-        items=[
-            periods.PeriodInput(
-                start_date=dt.date(2024, 1, 1),
-                end_date=dt.date(2024, 1, 31),
-                consumption=Decimal(31),
-            )
-        ],
-        actor=services_readings.Actor("test"),
-    ).accepted[0]
-    tenant = TenantFactory(account=account)
-    lease = LeaseFactory(estate=estate, tenant=tenant, start_date=dt.date(2024, 1, 1))
-    billing_period = BillingPeriodFactory(place=place)
-    charge = Charge.objects.create(
-        account=account,
-        billing_period=billing_period,
-        lease=lease,
-        estate=estate,
-        meter=meter,
-        start_date=billing_period.start_date,
-        end_date=billing_period.end_date,
-        amount=Decimal("10.00"),
-        total_amount=Decimal("10.00"),
-    )
-    return {
-        "tenant": tenant,
-        "lease": lease,
-        "meter_share": MeterShareFactory(
-            meter=MeterFactory(account=account, place=place, billing_type="SHARED"), estate=estate
-        ),
-        "tariff": tariff,
-        "allocation_rule": AllocationRuleFactory(
-            meter=MeterFactory(account=account, place=place, billing_type="COLLECTIVE")
-        ),
-        "billing_period": billing_period,
-        "charge": charge,
-        "reading": reading,
-        "period_reading": period_reading,
-        "place": place,
-        "estate": estate,
-        "service_place": service_place,
-        "gateway": gateway,
-        "meter": meter,
-        "sub_meter": sub_meter,
-        "register": register,
-    }
-
-
 def fill(route: Route, world: dict) -> str:
-    """The route's path with the ids of ``world``'s objects."""
+    """The route's path with the ids of ``world``'s objects (tests/conftest.py)."""
     model = getattr(getattr(route.view_class, "queryset", None), "model", None)
     by_model = {
         Place: world["place"],
