@@ -262,6 +262,61 @@ def create_fixture(meters: int, time_zone: str) -> tuple[str, str]:
     return str(account.pk), key
 
 
+# The columns of readings_reading that a load fills, in the order of ``load_readings_sql``.
+LOAD_COLUMNS = (
+    "created_at, updated_at, reading_date, value, reading_type, is_estimated, "
+    "is_billing_reading, photo_url, reader_name, notes, source, created_by, "
+    "previous_value, consumption, is_rollover, "
+    "flag_deviation, flag_spike, flag_drop, flag_negative, "
+    "account_id, meter_id, register_id, lease_id"
+)
+
+
+def load_readings_sql(*, registers: str, order: str) -> str:
+    """INSERT ... SELECT of readings 0 to %(last)s of the registers ``r`` meeting ``registers``
+    (SQL), in ``order``: reading i at %(origin)s + i × %(step)s, the value of ``value_sql``,
+    the chain the engine would store, no flag (a smooth series raises none)."""
+    return f"""
+        INSERT INTO readings_reading ({LOAD_COLUMNS})
+        SELECT now(), now(), %(origin)s + i * %(step)s, value, 'AUTOMATIC', false,
+               false, '', '', '', 'IMPORT', %(actor)s,
+               previous_value, value - previous_value, false,
+               false, false, false, false,
+               %(account)s, r.meter_id, r.id, NULL
+        FROM generate_series(0::bigint, %(last)s) AS i  -- i * 7919 passes 2^31
+        CROSS JOIN metering_register r
+        CROSS JOIN LATERAL (
+            SELECT {value_sql("i")} AS value,
+                   CASE WHEN i > 0 THEN {value_sql("(i - 1)")} END AS previous_value
+        ) AS v
+        WHERE {registers}
+        ORDER BY {order}
+    """
+
+
+def load_events_sql(*, readings: str) -> str:
+    """INSERT ... SELECT of the insert events (no context) of the readings meeting ``readings``
+    (SQL): what the audit trigger, off during a load, would have written."""
+    return f"""
+        INSERT INTO readings_readingevent (
+            {LOAD_COLUMNS}, id, pgh_created_at, pgh_label, pgh_obj_id, pgh_context_id
+        )
+        SELECT {LOAD_COLUMNS}, id, now(), 'insert', id, NULL
+        FROM readings_reading
+        WHERE {readings}
+        ORDER BY id
+    """
+
+
+def set_audit_context(cursor: psycopg.Cursor, metadata: str) -> None:
+    """What ``pghistory.context`` sets before each statement, for a raw write's transaction."""
+    cursor.execute(
+        "SELECT set_config('pghistory.context_id', gen_random_uuid()::text,"
+        " true), set_config('pghistory.context_metadata', %s, true)",
+        [metadata],
+    )
+
+
 def load_history(account_id: str, readings: int, origin: dt.datetime, step: dt.timedelta) -> None:
     """``readings`` readings per default register, chain included, set-based.
 
@@ -271,38 +326,8 @@ def load_history(account_id: str, readings: int, origin: dt.datetime, step: dt.t
     """
     from django.db import connection, transaction
 
-    columns = (
-        "created_at, updated_at, reading_date, value, reading_type, is_estimated, "
-        "is_billing_reading, photo_url, reader_name, notes, source, created_by, "
-        "previous_value, consumption, is_rollover, "
-        "flag_deviation, flag_spike, flag_drop, flag_negative, "
-        "account_id, meter_id, register_id, lease_id"
-    )
-    readings_sql = f"""
-        INSERT INTO readings_reading ({columns})
-        SELECT now(), now(), %(origin)s + i * %(step)s, value, 'AUTOMATIC', false,
-               false, '', '', '', 'IMPORT', %(actor)s,
-               previous_value, value - previous_value, false,
-               false, false, false, false,
-               %(account)s, r.meter_id, r.id, NULL
-        FROM generate_series(0, %(last)s) AS i
-        CROSS JOIN metering_register r
-        CROSS JOIN LATERAL (
-            SELECT {value_sql("i")} AS value,
-                   CASE WHEN i > 0 THEN {value_sql("(i - 1)")} END AS previous_value
-        ) AS v
-        WHERE r.is_default
-        ORDER BY i, r.id
-    """
-    events_sql = f"""
-        INSERT INTO readings_readingevent (
-            {columns}, id, pgh_created_at, pgh_label, pgh_obj_id, pgh_context_id
-        )
-        SELECT {columns}, id, now(), 'insert', id, NULL
-        FROM readings_reading
-        WHERE created_by = %(actor)s
-        ORDER BY id
-    """
+    readings_sql = load_readings_sql(registers="r.is_default", order="i, r.id")
+    events_sql = load_events_sql(readings="created_by = %(actor)s")
     params = {
         "origin": origin,
         "step": step,
@@ -692,12 +717,8 @@ def measure_raw(url: str, account_id: str, chunks: list[Chunk], origin, step, va
             start = time.perf_counter()
             for rows in batches:
                 with connection.transaction(), connection.cursor() as cursor:
-                    if variant.context:  # what pghistory.context sets before each statement
-                        cursor.execute(
-                            "SELECT set_config('pghistory.context_id', gen_random_uuid()::text,"
-                            " true), set_config('pghistory.context_metadata', %s, true)",
-                            [metadata],
-                        )
+                    if variant.context:
+                        set_audit_context(cursor, metadata)
                     if variant.method == "executemany":
                         cursor.executemany(single, rows)
                     elif variant.method == "values":
@@ -1317,9 +1338,15 @@ def summary(options, figures: Figures) -> None:
     print("=" * 78)
 
 
-if __name__ == "__main__":
+def run(main: Callable[[], int]) -> None:
+    """A bench script's entry point: ``main``'s exit status; a Ctrl-C ends it with 130, no
+    traceback."""
     try:
         sys.exit(main())
     except KeyboardInterrupt:
         print("\nInterrupted.")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    run(main)

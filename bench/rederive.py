@@ -38,7 +38,6 @@ import datetime as dt
 import json
 import os
 import statistics
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -158,13 +157,6 @@ def load_series(
 
     from metering.models import Meter as MeterModel
 
-    columns = (
-        "created_at, updated_at, reading_date, value, reading_type, is_estimated, "
-        "is_billing_reading, photo_url, reader_name, notes, source, created_by, "
-        "previous_value, consumption, is_rollover, "
-        "flag_deviation, flag_spike, flag_drop, flag_negative, "
-        "account_id, meter_id, register_id, lease_id"
-    )
     params = {
         "origin": origin,
         "step": step,
@@ -176,36 +168,9 @@ def load_series(
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL session_replication_role = replica")  # no trigger, no FK check
         cursor.execute(
-            f"""
-            INSERT INTO readings_reading ({columns})
-            SELECT now(), now(), %(origin)s + i * %(step)s, value, 'AUTOMATIC', false,
-                   false, '', '', '', 'IMPORT', %(actor)s,
-                   previous_value, value - previous_value, false,
-                   false, false, false, false,
-                   %(account)s, r.meter_id, r.id, NULL
-            FROM generate_series(0::bigint, %(last)s) AS i  -- i * 7919 passes 2^31
-            CROSS JOIN metering_register r
-            CROSS JOIN LATERAL (
-                SELECT {loading.value_sql("i")} AS value,
-                       CASE WHEN i > 0 THEN {loading.value_sql("(i - 1)")} END AS previous_value
-            ) AS v
-            WHERE r.id = %(register)s
-            ORDER BY i
-            """,
-            params,
+            loading.load_readings_sql(registers="r.id = %(register)s", order="i"), params
         )
-        cursor.execute(
-            f"""
-            INSERT INTO readings_readingevent (
-                {columns}, id, pgh_created_at, pgh_label, pgh_obj_id, pgh_context_id
-            )
-            SELECT {columns}, id, now(), 'insert', id, NULL
-            FROM readings_reading
-            WHERE register_id = %(register)s
-            ORDER BY id
-            """,
-            params,
-        )
+        cursor.execute(loading.load_events_sql(readings="register_id = %(register)s"), params)
     MeterModel.objects.filter(pk=meter.meter_id).refresh_last_readings()
 
 
@@ -451,11 +416,7 @@ def measure_reference(options: argparse.Namespace, result: SizeResult) -> None:
                 connection.execute("VACUUM readings_reading")  # as before the API's writes
                 started = time.perf_counter()
                 with connection.transaction(), connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT set_config('pghistory.context_id', gen_random_uuid()::text,"
-                        " true), set_config('pghistory.context_metadata', %s, true)",
-                        [metadata],
-                    )
+                    loading.set_audit_context(cursor, metadata)
                     cursor.execute(UNNEST, [dt.datetime.now(dt.UTC), *columns])
                     assert cursor.rowcount == len(rows)
                 result.reference.append(time.perf_counter() - started)
@@ -469,11 +430,11 @@ def measure_reference(options: argparse.Namespace, result: SizeResult) -> None:
 class BulkUpdateResult:
     rows: int
     bulk_update: float
-    write_readings: float
+    write_rows: float
 
 
 def measure_bulk_update(options: argparse.Namespace, meter: Meter) -> list[BulkUpdateResult]:
-    """Django's bulk_update against ``write_readings`` on the same rows, rolled back."""
+    """Django's bulk_update against ``write_rows`` on the same rows, rolled back."""
     from django.db import transaction
     from django.utils import timezone
 
@@ -495,21 +456,21 @@ def measure_bulk_update(options: argparse.Namespace, meter: Meter) -> list[BulkU
         fields = [*services.COMPUTED_FIELDS, "updated_at"]
         rows = [(r.pk, *(getattr(r, name) for name in services.COMPUTED_FIELDS)) for r in readings]
         timings = []
-        for write in ("bulk_update", "write_readings"):
+        for write in ("bulk_update", "write_rows"):
             with transaction.atomic():
                 started = time.perf_counter()
                 if write == "bulk_update":
                     Reading.objects.bulk_update(readings, fields)
                 else:
-                    services.write_readings(
-                        fields=services.COMPUTED_FIELDS, rows=rows, updated_at=now
+                    services.write_rows(
+                        model=Reading, fields=services.COMPUTED_FIELDS, rows=rows, updated_at=now
                     )
                 timings.append(time.perf_counter() - started)
                 transaction.set_rollback(True)
         results.append(BulkUpdateResult(count, *timings))
         print(
             f"  {count:>7,} rows: bulk_update (CASE WHEN) {ms(timings[0]):>10}"
-            f" ({timings[0] / count * 1e6:7.1f} µs/row); write_readings {ms(timings[1]):>9}"
+            f" ({timings[0] / count * 1e6:7.1f} µs/row); write_rows {ms(timings[1]):>9}"
             f" ({timings[1] / count * 1e6:5.1f} µs/row)"
         )
     return results
@@ -578,8 +539,8 @@ def summary(
         print(
             f"  bulk_update of {entry.rows:,} rows: {entry.bulk_update:.2f} s"
             f" ({entry.bulk_update / entry.rows * 1e6:.0f} µs/row) against"
-            f" write_readings {entry.write_readings * 1000:.0f} ms"
-            f" ({entry.write_readings / entry.rows * 1e6:.1f} µs/row)"
+            f" write_rows {entry.write_rows * 1000:.0f} ms"
+            f" ({entry.write_rows / entry.rows * 1e6:.1f} µs/row)"
         )
     chains = all(result.chain_differences == 0 for result in results)
     print(f"  chains against readings.domain: {'all equal' if chains else 'DIFFERENCES'}")
@@ -633,8 +594,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\nInterrupted.")
-        sys.exit(130)
+    loading.run(main)

@@ -174,6 +174,17 @@ class InvitationStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+# Who invited, who accepted and when: set by the services only, shown read-only.
+INVITATION_HISTORY_FIELDS = (
+    "invited_by",
+    "created_at",
+    "expires_at",
+    "accepted_at",
+    "accepted_by",
+    "revoked_at",
+)
+
+
 @admin.register(Invitation)
 class InvitationAdmin(AccountScopedAdmin):
     """Invitations of members by e-mail address (CONTRACT §1), by the account's ADMINs.
@@ -192,29 +203,9 @@ class InvitationAdmin(AccountScopedAdmin):
     add_fieldsets = ((None, {"fields": ("account", "email", "role")}),)
     fieldsets = (
         (None, {"fields": ("account", "email", "role", "status")}),
-        (
-            gettext_lazy("History"),
-            {
-                "fields": (
-                    "invited_by",
-                    "created_at",
-                    "expires_at",
-                    "accepted_at",
-                    "accepted_by",
-                    "revoked_at",
-                )
-            },
-        ),
+        (gettext_lazy("History"), {"fields": INVITATION_HISTORY_FIELDS}),
     )
-    readonly_fields = (
-        "status",
-        "invited_by",
-        "created_at",
-        "expires_at",
-        "accepted_at",
-        "accepted_by",
-        "revoked_at",
-    )
+    readonly_fields = ("status", *INVITATION_HISTORY_FIELDS)
     actions = ("revoke_selected_invitations",)
 
     @admin.display(description=gettext_lazy("status"))

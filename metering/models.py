@@ -138,6 +138,18 @@ class Membership(TimeStampedModel):
         return f"{self.user} · {self.account} · {self.role}"
 
 
+def _login_reference() -> models.ForeignKey:
+    """The login that did something to a row, set by the services only; NULL once deleted."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+
+
 class InvitationQuerySet(AccountScopedQuerySet):
     def open(self) -> InvitationQuerySet:
         """Neither accepted nor revoked (expired ones included)."""
@@ -163,24 +175,10 @@ class Invitation(TimeStampedModel):
     email = models.EmailField(max_length=EMAIL_MAX_LENGTH)
     role = models.CharField(max_length=16, choices=[(r.value, r.value) for r in domain.Role])
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    invited_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        editable=False,
-    )
+    invited_by = _login_reference()
     expires_at = models.DateTimeField(editable=False)
     accepted_at = models.DateTimeField(null=True, blank=True, editable=False)
-    accepted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        editable=False,
-    )
+    accepted_by = _login_reference()
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = InvitationQuerySet.as_manager()

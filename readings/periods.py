@@ -15,7 +15,8 @@ importer, the demo), calls these services. Each write runs inside ``readings.ser
    those ending on or after the earliest written start and ``baseline_days`` before the
    earliest touched end (the baselines of the periods whose flags may change);
 4. derives their anomaly flags again with ``readings.domain.derive_period_flags`` and writes
-   only the rows that differ: one DELETE, one bulk UPDATE, one bulk INSERT.
+   only the rows that differ: one DELETE, one UPDATE (``readings.services.write_rows``, linear
+   in the rows it writes), one bulk INSERT.
 
 A batch of any size therefore costs the same number of queries as a single period.
 
@@ -68,11 +69,13 @@ from metering.models import Account, Meter, Register
 from readings import domain
 from readings.models import PeriodReading
 from readings.services import (
+    RECOMPUTE_WRITE_ROWS,
     Actor,
     ItemError,
     _check_writable,
     _lock_meter,
     thresholds,
+    write_rows,
     writing,
 )
 
@@ -424,13 +427,21 @@ def _rebuild(
         PeriodReading.objects.filter(pk=deleted).delete()
     if updated is not None:
         updated.save(update_fields=[*EDITABLE_FIELDS, *FLAG_FIELDS, "updated_at"])
-    if dirty:
-        now = timezone.now()
-        for row in dirty:
-            row.updated_at = now
-        PeriodReading.objects.bulk_update(dirty, [*FLAG_FIELDS, "updated_at"])
+    _write_flags(dirty)
     if inserted:
         PeriodReading.objects.bulk_create(inserted)
+
+
+def _write_flags(periods: Sequence[PeriodReading]) -> None:
+    """Store the flags of ``periods`` (already assigned) with ``write_rows``: one UPDATE per
+    ``RECOMPUTE_WRITE_ROWS`` periods, in time linear in their number."""
+    now = timezone.now()
+    rows = [(period.pk, *(getattr(period, name) for name in FLAG_FIELDS)) for period in periods]
+    for start in range(0, len(rows), RECOMPUTE_WRITE_ROWS):
+        batch = rows[start : start + RECOMPUTE_WRITE_ROWS]
+        write_rows(model=PeriodReading, fields=FLAG_FIELDS, rows=batch, updated_at=now)
+    for period in periods:
+        period.updated_at = now
 
 
 def _assign_flags(period: PeriodReading, flags: frozenset[str]) -> bool:
@@ -443,7 +454,8 @@ def _assign_flags(period: PeriodReading, flags: frozenset[str]) -> bool:
 def recompute_period_flags(*, meters: QuerySet[Meter]) -> int:
     """Derive the flags of every period series of ``meters`` again; the number of rows changed.
 
-    For a change of an account's thresholds. Two queries and one bulk UPDATE.
+    For a change of an account's thresholds. Two queries and one UPDATE per
+    ``RECOMPUTE_WRITE_ROWS`` changed rows (``write_rows``: linear in their number).
     """
     rows = list(
         PeriodReading.objects.filter(meter__in=meters)
@@ -461,11 +473,7 @@ def recompute_period_flags(*, meters: QuerySet[Meter]) -> int:
         dirty += [
             row for row, result in zip(periods, flags, strict=True) if _assign_flags(row, result)
         ]
-    if dirty:
-        now = timezone.now()
-        for row in dirty:
-            row.updated_at = now
-        PeriodReading.objects.bulk_update(dirty, [*FLAG_FIELDS, "updated_at"])
+    _write_flags(dirty)
     return len(dirty)
 
 

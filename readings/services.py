@@ -12,7 +12,7 @@ each write:
    the latest touched date (the last interval the write changes; later readings' baselines
    do not reach it), so an edit in a long series costs what it can change, not the rest;
 4. derives that part again with ``readings.domain.derive_series`` and writes only the rows whose
-   stored fields differ, with one DELETE, one UPDATE (``write_readings``: linear in the rows it
+   stored fields differ, with one DELETE, one UPDATE (``write_rows``: linear in the rows it
    writes, whatever their number) and one bulk INSERT;
 5. refreshes the meter's ``last_reading_value``/``last_reading_at``.
 
@@ -44,6 +44,7 @@ from django.db.models import (
     F,
     IntegerField,
     Max,
+    Model,
     OuterRef,
     Q,
     QuerySet,
@@ -552,7 +553,7 @@ def _computed(result: domain.Derived) -> tuple:
 
 def _stale(row: tuple, result: domain.Derived) -> tuple | None:
     """The update a stored ``row`` needs to hold ``result`` (``(id, *COMPUTED_FIELDS)``, as
-    ``write_readings`` takes it), or None when it already does."""
+    ``write_rows`` takes it), or None when it already does."""
     computed = _computed(result)
     if row[_COMPUTED_AT:] == computed:
         return None
@@ -636,13 +637,14 @@ def _rebuild(meter: Meter, changes: dict[int, tuple[Register, _RegisterChange]])
     if to_delete:
         Reading.objects.filter(pk__in=to_delete).delete()
     now = timezone.now()
-    write_readings(fields=COMPUTED_FIELDS, rows=neighbours, updated_at=now)
+    write_rows(model=Reading, fields=COMPUTED_FIELDS, rows=neighbours, updated_at=now)
     if edited:
         fields = [*EDITABLE_FIELDS, *COMPUTED_FIELDS]
         attnames = [Reading._meta.get_field(name).attname for name in fields]
         for reading in edited:
             reading.updated_at = now
-        write_readings(
+        write_rows(
+            model=Reading,
             fields=fields,
             rows=[
                 (reading.pk, *(getattr(reading, name) for name in attnames)) for reading in edited
@@ -707,7 +709,7 @@ def recompute(*, registers: Iterable[Register]) -> int:
 
     The readings of every register are streamed by one query in register and date order; each
     series is derived when complete and the readings whose derived fields change are written by
-    ``write_readings``, ``RECOMPUTE_WRITE_ROWS`` at a time. Queries and time grow linearly with
+    ``write_rows``, ``RECOMPUTE_WRITE_ROWS`` at a time. Queries and time grow linearly with
     the readings, whatever the number of registers. Returns the number of readings changed.
     """
     by_pk = {register.pk: register for register in registers}
@@ -746,40 +748,50 @@ def recompute(*, registers: Iterable[Register]) -> int:
                     pending.append(stale)
             while len(pending) >= RECOMPUTE_WRITE_ROWS:
                 written, pending = pending[:RECOMPUTE_WRITE_ROWS], pending[RECOMPUTE_WRITE_ROWS:]
-                changed += write_readings(fields=COMPUTED_FIELDS, rows=written, updated_at=now)
-        changed += write_readings(fields=COMPUTED_FIELDS, rows=pending, updated_at=now)
+                changed += write_rows(
+                    model=Reading, fields=COMPUTED_FIELDS, rows=written, updated_at=now
+                )
+        changed += write_rows(model=Reading, fields=COMPUTED_FIELDS, rows=pending, updated_at=now)
     return changed
 
 
-def write_readings(
-    *, fields: Sequence[str], rows: Sequence[Sequence[Any]], updated_at: dt.datetime
+def write_rows(
+    *,
+    model: type[Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    updated_at: dt.datetime,
 ) -> int:
-    """Set ``fields`` and ``updated_at`` of many stored readings in one statement.
+    """Set ``fields`` and ``updated_at`` of many stored rows of ``model`` in one statement.
 
-    ``rows`` are ``(id, *values)``, the values in ``fields`` order as the columns hold them (a
-    foreign key's is its id). Each column travels as one array parameter of
-    ``UPDATE ... FROM unnest(...)``, so the statement's text depends on ``fields`` only and
-    PostgreSQL matches the rows by id in time linear in their number; Django's ``bulk_update``
-    writes a ``CASE WHEN id = ... THEN ...`` per row and field, whose cost grows with the square
-    of the rows (10,000 readings took minutes). The audit triggers see one UPDATE statement.
-    Returns the number of readings updated; no statement when ``rows`` is empty.
+    For every bulk write of the readings engine: index readings (``Reading``) and period
+    readings (``PeriodReading``). ``rows`` are ``(id, *values)``, the values in ``fields``
+    order as the columns hold them (a foreign key's is its id). Each column travels as one
+    array parameter of ``UPDATE ... FROM unnest(...)``, typed from the model's field, so the
+    statement's text depends on ``model`` and ``fields`` only and PostgreSQL matches the rows
+    by id in time linear in their number; Django's ``bulk_update`` writes a
+    ``CASE WHEN id = ... THEN ...`` per row and field, whose cost grows with the square of the
+    rows (10,000 readings took minutes). The audit triggers see one UPDATE statement. Returns
+    the number of rows updated; no statement when ``rows`` is empty.
     """
     if not rows:
         return 0
-    columns = [Reading._meta.pk, *(Reading._meta.get_field(name) for name in fields)]
+    meta = model._meta
+    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
     quote = connection.ops.quote_name
     assignments = ", ".join(
         f"{quote(column.column)} = changed.{quote(column.column)}" for column in columns[1:]
     )
-    arrays = ", ".join(f"%s::{column.db_type(connection)}[]" for column in columns)
+    arrays = [f"%s::{column.db_type(connection)}[]" for column in columns]
     names = ", ".join(quote(column.column) for column in columns)
-    table, pk = quote(Reading._meta.db_table), quote(columns[0].column)
+    table, pk = quote(meta.db_table), quote(columns[0].column)
+    updated = quote(meta.get_field("updated_at").column)
     # The ids again as `= ANY(...)`: without it PostgreSQL, which knows the number of rows,
-    # hashes them and scans the whole table, every meter's readings, for each write.
+    # hashes them and scans the whole table, every meter's rows, for each write.
     sql = f"""
-        UPDATE {table} SET {assignments}, {quote("updated_at")} = %s
-        FROM unnest({arrays}) AS changed ({names})
-        WHERE {table}.{pk} = changed.{pk} AND {table}.{pk} = ANY(%s::bigint[])
+        UPDATE {table} SET {assignments}, {updated} = %s
+        FROM unnest({", ".join(arrays)}) AS changed ({names})
+        WHERE {table}.{pk} = changed.{pk} AND {table}.{pk} = ANY({arrays[0]})
     """  # noqa: S608 (only column names and types are formatted in)
     values = [
         _array_parameter(column, list(column_values))

@@ -604,6 +604,19 @@ PORTAL_READING_TYPES = ("MANUAL", "PHOTO")
 PORTAL_READER_FIELDS = ("photo_url", "reader_name", "notes", "created_by", "lease_id")
 
 
+def _reader_field(help_text: str = "", *, writable: bool = False, **options) -> serializers.Field:
+    """A text field of ``PORTAL_READER_FIELDS``: null for another person's reading on a shared
+    meter, and its help says so."""
+    if writable:
+        options.update(required=False, allow_blank=True)
+    else:
+        options.update(read_only=True)
+    hidden = "Null on a meter you share with others for a reading you did not send."
+    return serializers.CharField(
+        allow_null=True, help_text=f"{help_text} {hidden}" if help_text else hidden, **options
+    )
+
+
 class PortalReadingSerializer(ReadingSerializer):
     """An index reading of one of the tenant's meters: JSON, or a form with a ``photo``.
 
@@ -631,33 +644,13 @@ class PortalReadingSerializer(ReadingSerializer):
         allow_null=True,
         help_text="The current lease of the meter's estate, when the meter has an estate.",
     )
-    photo_url = serializers.CharField(
-        read_only=True,
-        allow_null=True,
-        help_text="The photo's download route, .../readings/{id}/photo/ (with your portal "
-        "key), when a photo was sent; else the link the account gave, or empty. Null on a "
-        "meter you share with others for a reading you did not send.",
+    photo_url = _reader_field(
+        "The photo's download route, .../readings/{id}/photo/ (with your portal key), when a"
+        " photo was sent; else the link the account gave, or empty."
     )
-    reader_name = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        allow_null=True,
-        max_length=100,
-        help_text="Who read the meter. Null on a meter you share with others for a reading "
-        "you did not send.",
-    )
-    notes = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        allow_null=True,
-        help_text="Null on a meter you share with others for a reading you did not send.",
-    )
-    created_by = serializers.CharField(
-        read_only=True,
-        allow_null=True,
-        help_text="The credential that sent it (key:<prefix> for a portal key). Null on a "
-        "meter you share with others for a reading you did not send.",
-    )
+    reader_name = _reader_field("Who read the meter.", writable=True, max_length=100)
+    notes = _reader_field(writable=True)
+    created_by = _reader_field("The credential that sent it (key:<prefix> for a portal key).")
     previous_value = serializers.DecimalField(
         max_digits=20,
         decimal_places=6,
