@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
@@ -170,7 +170,7 @@ class InvitationStatusFilter(admin.SimpleListFilter):
         if value == "revoked":
             return queryset.filter(revoked_at__isnull=False)
         if value == "expired":
-            return queryset.open().filter(Q(expires_at__lte=now))
+            return queryset.open().filter(expires_at__lte=now)
         return queryset
 
 

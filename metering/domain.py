@@ -7,6 +7,7 @@ tables so that each rule has one source of truth.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import zoneinfo
 from enum import StrEnum
 from functools import cache
@@ -177,3 +178,35 @@ def value_in_range(value: dt.date | dt.datetime) -> bool:
 def date_range_errors(day: dt.date | dt.datetime) -> list[str]:
     """``[DATE_RANGE_MESSAGE]`` when ``day`` is outside the supported dates, else ``[]``."""
     return [] if date_in_range(day) else [DATE_RANGE_MESSAGE]
+
+
+# --- free JSON ------------------------------------------------------------------------------
+
+MAX_JSON_DEPTH = 64
+
+
+def json_problem(value: object, *, null_characters: bool = False) -> str | None:
+    """Why ``value`` (parsed JSON) cannot be stored in PostgreSQL's ``jsonb``, or None.
+
+    Nesting deeper than :data:`MAX_JSON_DEPTH`, a string that is not UTF-8 text (a lone
+    surrogate), an infinite number (JSON's ``1e400``) and, unless ``null_characters``, U+0000
+    (neither text nor jsonb holds it; the API's parser leaves it to the fields, which name it).
+    """
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not null_characters and "\x00" in item:
+                return "Null characters are not allowed."
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "Strings must be valid Unicode text: a lone surrogate."
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "Numbers must be finite."
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return f"Nesting deeper than {MAX_JSON_DEPTH} levels."
+            children = [*item, *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return None

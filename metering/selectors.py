@@ -18,13 +18,13 @@ def meters(*, account: Account) -> QuerySet[Meter]:
     )
 
 
-def usable_invitation(*, token: str) -> Invitation | None:
-    """The invitation whose link carries ``token``, unless used, revoked or expired."""
+def usable_invitations(*, token: str) -> QuerySet[Invitation]:
+    """The invitation whose link carries ``token`` (none when used, revoked or expired), with
+    its account: the link's page reads it, ``services`` locks it to accept."""
     return (
         Invitation.objects.usable(timezone.now())
         .select_related("account")
         .filter(token_hash=keys.digest(token))
-        .first()
     )
 
 

@@ -177,9 +177,7 @@ def invite_member(
         token_hash=token_hash,
         expires_at=now + INVITATION_LIFETIME,
     )
-    invitation.full_clean(
-        exclude=["account", "invited_by"], validate_unique=False, validate_constraints=False
-    )
+    full_clean(invitation)
     # One invitation of the account at a time: two of one address never race to be its open
     # one (the database's constraint would refuse the second with an error page).
     list(Account.objects.select_for_update().filter(pk=account.pk).values_list("pk"))
@@ -215,13 +213,7 @@ def revoke_invitations(*, invitations: QuerySet[Invitation]) -> int:
 
 
 def _usable_invitation_locked(token: str) -> Invitation:
-    invitation = (
-        Invitation.objects.usable(timezone.now())
-        .select_for_update(of=("self",))
-        .select_related("account")
-        .filter(token_hash=keys.digest(token))
-        .first()
-    )
+    invitation = selectors.usable_invitations(token=token).select_for_update(of=("self",)).first()
     if invitation is None:
         raise InvitationNotUsable()
     return invitation
@@ -253,6 +245,13 @@ def accept_invitation(*, token: str, user: AbstractBaseUser) -> Membership:
     return membership
 
 
+def new_login(*, email: str) -> AbstractBaseUser:
+    """The login an invited address without one becomes, unsaved: its username and e-mail are
+    the address; staff, as members work in the admin."""
+    user_model = get_user_model()
+    return user_model(**{user_model.USERNAME_FIELD: email}, email=email, is_staff=True)
+
+
 @transaction.atomic
 def accept_invitation_with_password(*, token: str, password: str) -> AbstractBaseUser:
     """A person without a login accepts: their login is created and joins the account.
@@ -264,10 +263,7 @@ def accept_invitation_with_password(*, token: str, password: str) -> AbstractBas
     invitation = _usable_invitation_locked(token)
     if selectors.logins_of_address(email=invitation.email).exists():
         raise InvitationForAnotherLogin()
-    user_model = get_user_model()
-    user = user_model(
-        **{user_model.USERNAME_FIELD: invitation.email}, email=invitation.email, is_staff=True
-    )
+    user = new_login(email=invitation.email)
     password_validation.validate_password(password, user)
     user.set_password(password)
     try:

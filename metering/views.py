@@ -10,7 +10,7 @@ login, that login signs in (or is signed in already) and accepts.
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import login
 from django.contrib.auth.forms import AuthenticationForm, SetPasswordForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -35,7 +35,7 @@ class InvitationView(View):
     token: str
 
     def dispatch(self, request: HttpRequest, token: str) -> HttpResponse:
-        invitation = selectors.usable_invitation(token=token)
+        invitation = selectors.usable_invitations(token=token).first()
         if invitation is None:
             return self.invalid()
         self.invitation, self.token = invitation, token
@@ -43,24 +43,20 @@ class InvitationView(View):
 
     # --- what the page shows --------------------------------------------------------------
 
-    def logins(self):
-        return selectors.logins_of_address(email=self.invitation.email)
-
     def mode(self) -> str:
         """``new`` (no login: set a password), ``join`` (signed in as it) or ``sign_in``."""
+        logins = set(
+            selectors.logins_of_address(email=self.invitation.email).values_list("pk", flat=True)
+        )
         user = self.request.user
-        if user.is_authenticated and self.logins().filter(pk=user.pk).exists():
+        if user.is_authenticated and user.pk in logins:
             return "join"
-        return "sign_in" if self.logins().exists() else "new"
+        return "sign_in" if logins else "new"
 
     def form(self, mode: str, data=None):
         if mode == "new":
-            user_model = get_user_model()
             # Unsaved: the password validators compare the password with the future login.
-            future = user_model(
-                **{user_model.USERNAME_FIELD: self.invitation.email}, email=self.invitation.email
-            )
-            return SetPasswordForm(future, data)
+            return SetPasswordForm(services.new_login(email=self.invitation.email), data)
         if mode == "sign_in":
             return AuthenticationForm(self.request, data)
         return None

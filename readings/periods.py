@@ -75,7 +75,7 @@ from readings.services import (
     _check_writable,
     _lock_meter,
     thresholds,
-    write_rows,
+    write_objects,
     writing,
 )
 
@@ -433,15 +433,12 @@ def _rebuild(
 
 
 def _write_flags(periods: Sequence[PeriodReading]) -> None:
-    """Store the flags of ``periods`` (already assigned) with ``write_rows``: one UPDATE per
+    """Store the flags of ``periods`` (already assigned) with ``write_objects``: one UPDATE per
     ``RECOMPUTE_WRITE_ROWS`` periods, in time linear in their number."""
     now = timezone.now()
-    rows = [(period.pk, *(getattr(period, name) for name in FLAG_FIELDS)) for period in periods]
-    for start in range(0, len(rows), RECOMPUTE_WRITE_ROWS):
-        batch = rows[start : start + RECOMPUTE_WRITE_ROWS]
-        write_rows(model=PeriodReading, fields=FLAG_FIELDS, rows=batch, updated_at=now)
-    for period in periods:
-        period.updated_at = now
+    for start in range(0, len(periods), RECOMPUTE_WRITE_ROWS):
+        batch = periods[start : start + RECOMPUTE_WRITE_ROWS]
+        write_objects(objects=batch, fields=FLAG_FIELDS, updated_at=now)
 
 
 def _assign_flags(period: PeriodReading, flags: frozenset[str]) -> bool:

@@ -62,10 +62,6 @@ class CheckedPhoto:
     def extension(self) -> str:
         return FORMATS[self.image_format][0]
 
-    @property
-    def media_type(self) -> str:
-        return FORMATS[self.image_format][1]
-
 
 def check_photo(upload: File) -> CheckedPhoto:
     """``upload`` decoded and re-encoded (see the module's doc); ``ValidationError`` when it is
@@ -81,11 +77,13 @@ def check_photo(upload: File) -> CheckedPhoto:
             image_format = image.format
             width, height = image.size
             if width * height > max_pixels:
-                raise _TooManyPixels(width, height, max_pixels)
+                raise ValidationError(
+                    f"Send a photo of at most {max_pixels:,} pixels; this one is {width} × "
+                    f"{height} ({width * height:,} pixels).",
+                    code="invalid",
+                )
             image.load()
             content = _reencoded(image, image_format)
-    except _TooManyPixels as exc:
-        raise ValidationError(str(exc), code="invalid") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Past Pillow's own limit (a warning made an error, or its error): far past ours.
         raise ValidationError(
@@ -99,14 +97,6 @@ def check_photo(upload: File) -> CheckedPhoto:
     if image_format not in FORMATS:  # pragma: no cover - Image.open tried these formats only
         raise ValidationError("Send a JPEG or PNG image.", code="invalid")
     return CheckedPhoto(content, image_format)
-
-
-class _TooManyPixels(Exception):
-    def __init__(self, width: int, height: int, limit: int) -> None:
-        super().__init__(
-            f"Send a photo of at most {limit:,} pixels; this one is {width} × {height} "
-            f"({width * height:,} pixels)."
-        )
 
 
 def _reencoded(image: Image.Image, image_format: str) -> bytes:

@@ -638,19 +638,7 @@ def _rebuild(meter: Meter, changes: dict[int, tuple[Register, _RegisterChange]])
         Reading.objects.filter(pk__in=to_delete).delete()
     now = timezone.now()
     write_rows(model=Reading, fields=COMPUTED_FIELDS, rows=neighbours, updated_at=now)
-    if edited:
-        fields = [*EDITABLE_FIELDS, *COMPUTED_FIELDS]
-        attnames = [Reading._meta.get_field(name).attname for name in fields]
-        for reading in edited:
-            reading.updated_at = now
-        write_rows(
-            model=Reading,
-            fields=fields,
-            rows=[
-                (reading.pk, *(getattr(reading, name) for name in attnames)) for reading in edited
-            ],
-            updated_at=now,
-        )
+    write_objects(objects=edited, fields=[*EDITABLE_FIELDS, *COMPUTED_FIELDS], updated_at=now)
     inserted = [reading for _, change in changes.values() for reading in change.inserted]
     if inserted:
         Reading.objects.bulk_create(inserted)
@@ -658,11 +646,19 @@ def _rebuild(meter: Meter, changes: dict[int, tuple[Register, _RegisterChange]])
 
 def _replacements(meter: Meter) -> list[tuple[dt.datetime, Decimal, dict]]:
     """When the meter's device was replaced, with the new device's initial values."""
-    return list(
-        MeterDevice.objects.filter(
-            meter=meter, installed_at__isnull=False, initial_value__isnull=False
-        ).values_list("installed_at", "initial_value", "register_values")
-    )
+    return _replacements_of([meter.pk])[meter.pk]
+
+
+def _replacements_of(
+    meter_ids: Iterable[int],
+) -> defaultdict[int, list[tuple[dt.datetime, Decimal, dict]]]:
+    """``_replacements`` of each of ``meter_ids``, in one query (none replaced: ``[]``)."""
+    replacements: defaultdict[int, list[tuple[dt.datetime, Decimal, dict]]] = defaultdict(list)
+    for meter_id, *replacement in MeterDevice.objects.filter(
+        meter__in=list(meter_ids), installed_at__isnull=False, initial_value__isnull=False
+    ).values_list("meter_id", "installed_at", "initial_value", "register_values"):
+        replacements[meter_id].append(tuple(replacement))
+    return replacements
 
 
 def restarts_of(*, meter: Meter, register: Register) -> list[domain.Restart]:
@@ -716,11 +712,7 @@ def recompute(*, registers: Iterable[Register]) -> int:
     if not by_pk:
         return 0
     meters = {register.meter_id: register.meter for register in by_pk.values()}
-    replacements: dict[int, list[tuple[dt.datetime, Decimal, dict]]] = defaultdict(list)
-    for meter_pk, *replacement in MeterDevice.objects.filter(
-        meter__in=list(meters), installed_at__isnull=False, initial_value__isnull=False
-    ).values_list("meter_id", "installed_at", "initial_value", "register_values"):
-        replacements[meter_pk].append(tuple(replacement))
+    replacements = _replacements_of(meters)
     settings = {pk: thresholds(meter.account) for pk, meter in meters.items()}
     now = timezone.now()
     changed = 0
@@ -800,6 +792,21 @@ def write_rows(
     with connection.cursor() as cursor:
         cursor.execute(sql, [updated_at, *values, values[0]])
         return cursor.rowcount
+
+
+def write_objects(
+    *, objects: Sequence[Model], fields: Sequence[str], updated_at: dt.datetime
+) -> int:
+    """``write_rows`` for model instances (all of one model): their ``fields`` as they hold
+    them, and ``updated_at``, also set on each. Returns the number of rows updated."""
+    if not objects:
+        return 0
+    model = type(objects[0])
+    attnames = [model._meta.get_field(name).attname for name in fields]
+    for instance in objects:
+        instance.updated_at = updated_at
+    rows = [(instance.pk, *(getattr(instance, name) for name in attnames)) for instance in objects]
+    return write_rows(model=model, fields=fields, rows=rows, updated_at=updated_at)
 
 
 def _array_parameter(column: Any, values: list) -> str | list:

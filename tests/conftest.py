@@ -4,6 +4,7 @@ kind, the demo (on PostgreSQL)."""
 from __future__ import annotations
 
 import datetime as dt
+import pathlib
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -14,8 +15,9 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from billing.models import BillingPeriod, Charge
-from metering import domain, services
+from billing import services as billing_services
+from billing.models import BillingPeriod, Charge, Tenant
+from metering import admin_imports, domain, services
 from metering.models import Account
 from readings import periods
 from readings import services as readings_services
@@ -72,6 +74,20 @@ def make_client(db) -> Callable[..., APIClient]:
 
 
 @pytest.fixture
+def make_portal(db) -> Callable[[Tenant], APIClient]:
+    """``make_portal(tenant)``: an API client holding a new portal key of the tenant."""
+
+    def make(tenant: Tenant) -> APIClient:
+        key, raw = billing_services.create_portal_key(tenant=tenant, name="tenant app")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        client.portal_key = key
+        return client
+
+    return make
+
+
+@pytest.fixture
 def api(account, make_client) -> APIClient:
     """A client with every scope on ``account``."""
     return make_client(account)
@@ -110,6 +126,14 @@ def member(account):
 @pytest.fixture
 def superuser_client(db) -> Client:
     return login(UserFactory(is_staff=True, is_superuser=True))
+
+
+@pytest.fixture
+def upload_dir(tmp_path, monkeypatch) -> pathlib.Path:
+    """The admin import's uploads of this test, in a directory of its own."""
+    directory = tmp_path / "uploads"
+    monkeypatch.setattr(admin_imports, "UPLOAD_DIR", directory)
+    return directory
 
 
 # --- one object of each kind ---------------------------------------------------------------

@@ -16,7 +16,6 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from billing import services as billing_services
 from billing.models import BillingPeriod
 from metering.models import MeterDevice
 from readings.models import Reading
@@ -60,13 +59,8 @@ def world(account):
 
 
 @pytest.fixture
-def portal(world):
-    from rest_framework.test import APIClient
-
-    _, raw = billing_services.create_portal_key(tenant=world["tenant"], name="t")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
+def portal(world, make_portal):
+    return make_portal(world["tenant"])
 
 
 class TestOrdering:
@@ -382,10 +376,7 @@ class TestImports:
         assert "Dates must lie between" in str(caught.value)
 
     @pytest.mark.parametrize("date", ["0001-01-01", "9999-12-31"])
-    def test_admin_import(self, member, account, world, date, tmp_path, monkeypatch):
-        from metering import admin_imports
-
-        monkeypatch.setattr(admin_imports, "UPLOAD_DIR", tmp_path / "uploads")
+    def test_admin_import(self, member, account, world, date, upload_dir):
         client = member("ADMIN")
         upload = SimpleUploadedFile("readings.csv", self.CSV.format(date=date).encode())
         data = {"account": str(account.pk), "kind": "readings", "file": upload}

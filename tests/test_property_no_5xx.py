@@ -37,7 +37,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from billing import services as billing_services
 from metering.errors import ERROR_CODES
 from tests.api_routes import api_routes
 
@@ -256,11 +255,8 @@ def query_text(value) -> str:
 
 
 @pytest.fixture
-def portal_client(world) -> APIClient:
-    _, raw = billing_services.create_portal_key(tenant=world["tenant"], name="property test")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
+def portal_client(world, make_portal) -> APIClient:
+    return make_portal(world["tenant"])
 
 
 ROUTES = {route.template.replace("{pk}", "{id}"): route for route in api_routes()}

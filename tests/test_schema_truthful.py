@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import inspect
-import io
 import json
 import pkgutil
 import re
@@ -35,12 +34,10 @@ from urllib.parse import urlsplit
 import httpx
 import jsonschema
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
-from PIL import Image
 from rest_framework.test import APIClient
 
 from billing import services as billing_services
@@ -64,6 +61,7 @@ from metering.models import (
 )
 from readings.models import PeriodReading, Reading
 from tests.api_routes import Route, api_routes
+from tests.billing.portal.conftest import photo_file
 from tests.demo import portal_objects
 
 pytestmark = pytest.mark.django_db
@@ -84,10 +82,11 @@ CLIENT_PACKAGE = "metering_api_client"
 # --- the demo ------------------------------------------------------------------------------
 
 
-def _png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), (200, 30, 30)).save(buffer, format="PNG")
-    return buffer.getvalue()
+def bearer(key: str) -> APIClient:
+    """A client sending ``key`` (an account or a portal key)."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +98,7 @@ def demo(demo_output, django_db_blocker) -> dict:
         portal = portal_objects(account)
         assert portal, "No demo tenant has a current lease, a manual meter and a statement."
         _, portal_raw = billing_services.create_portal_key(tenant=portal["tenant"], name="t")
-        portal_client = APIClient()
-        portal_client.credentials(HTTP_AUTHORIZATION=f"Bearer {portal_raw}")
+        portal_client = bearer(portal_raw)
         meter = portal["meter"]
         latest = meter.readings.latest("reading_date")
         response = portal_client.post(
@@ -108,7 +106,7 @@ def demo(demo_output, django_db_blocker) -> dict:
             {
                 "reading_date": (timezone.now() - dt.timedelta(minutes=1)).isoformat(),
                 "value": str(latest.value + 1),
-                "photo": SimpleUploadedFile("meter.png", _png(), content_type="image/png"),
+                "photo": photo_file(),
             },
             format="multipart",
         )
@@ -226,10 +224,7 @@ GET_ROUTES = [route for route in api_routes() if "get" in route.methods]
 
 
 def _client_for(route: Route, demo: dict) -> APIClient:
-    client = APIClient()
-    key = demo["portal_key"] if "/portal/" in route.template else demo["key"]
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
+    return bearer(demo["portal_key"] if "/portal/" in route.template else demo["key"])
 
 
 # --- the schema, as JSON Schema ---------------------------------------------------------------
@@ -418,8 +413,7 @@ def test_a_reading_created_then_replayed_answers_as_declared(demo, schema):
     assert "Idempotency-Key" in {p["name"] for p in post["parameters"] if p["in"] == "header"}
     assert "Idempotent-Replayed" in post["responses"]["201"]["headers"]
     assert "`duplicate_reading`" in post["responses"]["409"]["description"]
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {demo['key']}")
+    client = bearer(demo["key"])
     latest = meter.readings.latest("reading_date")
     body = {
         "reading_date": (latest.reading_date + dt.timedelta(minutes=1)).isoformat(),
@@ -446,8 +440,7 @@ def test_a_batch_with_a_rejected_item_answers_as_declared(demo, schema):
     template = "/api/v1/meters/{meter_id}/readings/batch/"
     meter = demo["meter"]
     latest = meter.readings.latest("reading_date")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {demo['key']}")
+    client = bearer(demo["key"])
     stored = {"reading_date": latest.reading_date.isoformat(), "value": str(latest.value)}
     new = {
         "reading_date": (latest.reading_date + dt.timedelta(minutes=2)).isoformat(),
@@ -464,8 +457,7 @@ def test_a_batch_with_a_rejected_item_answers_as_declared(demo, schema):
 def test_a_portal_key_created_with_no_body_answers_as_declared(demo, schema):
     template = "/api/v1/tenants/{pk}/portal-keys/"
     assert not operation(schema, template, "post")["requestBody"].get("required", False)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {demo['key']}")
+    client = bearer(demo["key"])
     response = client.post(template.format(pk=demo["tenant"].pk))
     assert response.status_code == 201, response.content[:300]
     assert_answers_as_declared(schema, template, "post", response)
@@ -530,8 +522,7 @@ def test_ordering_is_one_comma_separated_string_as_declared(query, status, demo,
     )
     assert parameter["schema"]["type"] == "string"
     assert bool(re.fullmatch(parameter["schema"]["pattern"], query)) is (status == 200)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {demo['key']}")
+    client = bearer(demo["key"])
     response = client.get("/api/v1/meters/", {"ordering": query})
     assert response.status_code == status, response.content[:300]
 
@@ -540,8 +531,7 @@ def test_generating_the_schema_changes_nothing_the_server_answers(demo):
     """Generating the schema leaves the filters as they were: an unknown choice still lists
     the valid ones (CONTRACT §2)."""
     SchemaGenerator().get_schema(request=None, public=True)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {demo['key']}")
+    client = bearer(demo["key"])
     response = client.get("/api/v1/meters/", {"meter_type": "FOO"})
     assert response.status_code == 400
     (message,) = response.json()["error"]["details"]["meter_type"]

@@ -98,9 +98,19 @@ class PortalMixin(AccountScopedMixin):
         return set(self.meter_since())
 
     def visible_since(self, meter: Meter) -> dt.datetime:
-        """The instant the tenant's view of ``meter`` starts: 00:00 of its lease start in the
+        """The instant the tenant's view of ``meter`` starts (``visible_from``)."""
+        return self.visible_from()[meter.pk]
+
+    def visible_from(self) -> dict[int, dt.datetime]:
+        """Each meter's ``meter_since`` as the instant it starts: 00:00 of that day in the
         account's time zone."""
-        return local_midnight(self.meter_since()[meter.pk], self.request.account.zone)
+        if not hasattr(self, "_visible_from"):
+            zone = self.request.account.zone
+            self._visible_from = {
+                meter_id: local_midnight(since, zone)
+                for meter_id, since in self.meter_since().items()
+            }
+        return self._visible_from
 
     def meter_since(self) -> dict[int, dt.date]:
         """Each meter's first day the tenant may see: the earliest start of its current leases
@@ -140,10 +150,9 @@ class PortalMixin(AccountScopedMixin):
         if model is Meter:
             return queryset.filter(pk__in=self.meter_ids())
         if model is Reading:
-            zone = self.request.account.zone
             visible = Q(pk__in=[])
-            for meter_id, since in self.meter_since().items():
-                visible |= Q(meter_id=meter_id, reading_date__gte=local_midnight(since, zone))
+            for meter_id, since in self.visible_from().items():
+                visible |= Q(meter_id=meter_id, reading_date__gte=since)
             return queryset.filter(visible)
         if model is Charge:
             return queryset.filter(lease__tenant=self.tenant, billing_period__status=closed)
@@ -221,11 +230,8 @@ class PortalMeterViewSet(
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
-        zone = self.request.account.zone
         # A last reading made before the lease (a former occupant's) is not shown.
-        context["visible_since"] = {
-            meter_id: local_midnight(since, zone) for meter_id, since in self.meter_since().items()
-        }
+        context["visible_since"] = self.visible_from()
         return context
 
 

@@ -89,8 +89,8 @@ def _to_api_exception(exc: Exception) -> exceptions.APIException | None:
     if isinstance(exc, (RestrictedError, ProtectedError)):
         names = sorted({str(obj._meta.verbose_name_plural) for obj in exc.args[1]})
         return Conflict(f"Other objects still refer to this one: {', '.join(names)}.")
-    if is_timeout(exc):
-        return exc if isinstance(exc, RequestTimeout) else RequestTimeout(time_limit_message())
+    if is_timeout(exc):  # the database's cancel (our own RequestTimeout is an APIException)
+        return RequestTimeout(time_limit_message())
     if isinstance(exc, IntegrityError):
         return _integrity_error(exc)
     if isinstance(exc, RequestDataTooBig):

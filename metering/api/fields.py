@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 
 from django.utils import timezone
 from rest_framework import serializers
 
 from metering import domain
-from metering.api.parsers import MAX_JSON_DEPTH
 
 
 class DateField(serializers.DateField):
@@ -86,8 +84,8 @@ class AccountRelatedField(serializers.PrimaryKeyRelatedField):
 
     def to_internal_value(self, data):
         if isinstance(data, float):
-            # JSON's 1e400 is an infinite float, and int() of it overflows.
-            if not (math.isfinite(data) and data.is_integer()):
+            # JSON's 1e400 is an infinite float, and int() of it overflows: not is_integer().
+            if not data.is_integer():
                 self.fail("incorrect_type", data_type="a number that is not a whole number")
             data = int(data)
         if isinstance(data, bool) or (isinstance(data, str) and not data.strip().isdigit()):
@@ -96,20 +94,6 @@ class AccountRelatedField(serializers.PrimaryKeyRelatedField):
 
 
 def storable_json(value: object) -> None:
-    """A free JSON value that PostgreSQL's jsonb can store: no U+0000 in any string (text and
-    jsonb cannot hold it), no infinite number (JSON's 1e400, which jsonb refuses), and no
-    nesting deeper than :data:`MAX_JSON_DEPTH`."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str) and "\x00" in item:
-            raise serializers.ValidationError("Null characters are not allowed.")
-        if isinstance(item, float) and not math.isfinite(item):
-            raise serializers.ValidationError("Numbers must be finite.")
-        if isinstance(item, (dict, list)) and depth > MAX_JSON_DEPTH:
-            raise serializers.ValidationError(f"Nesting deeper than {MAX_JSON_DEPTH} levels.")
-        if isinstance(item, dict):
-            stack.extend((key, depth + 1) for key in item)
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
+    """A free JSON value that PostgreSQL's jsonb can store (``metering.domain.json_problem``)."""
+    if (problem := domain.json_problem(value)) is not None:
+        raise serializers.ValidationError(problem)

@@ -4,9 +4,9 @@
 DRF's own parser already refuses what is not JSON and the ``NaN``/``Infinity`` literals. This
 one also refuses, with the same 400:
 
-- a body nested deeper than :data:`MAX_JSON_DEPTH` (a body nested 100,000 deep made Python's
-  decoder raise ``RecursionError``, a 500; no body of the API is more than a few levels deep,
-  a meter's free ``properties`` included);
+- a body nested deeper than ``metering.domain.MAX_JSON_DEPTH`` (a body nested 100,000 deep
+  made Python's decoder raise ``RecursionError``, a 500; no body of the API is more than a
+  few levels deep, a meter's free ``properties`` included);
 - a number beyond a float's range (``1e400``): Python reads it as infinity, which no field,
   no ``jsonb`` column and no JSON response can hold;
 - a string with a lone UTF-16 surrogate (``"\\ud800"``): valid JSON escapes, but no UTF-8
@@ -23,7 +23,7 @@ from django.conf import settings
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-MAX_JSON_DEPTH = 64
+from metering import domain
 
 
 def _refuse_constant(name: str):
@@ -37,33 +37,6 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def _has_lone_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def check_storable(data: object) -> None:
-    """Raise ``ValueError`` when ``data`` (parsed JSON) nests deeper than
-    :data:`MAX_JSON_DEPTH` or holds a string that is not valid Unicode text."""
-    stack = [(data, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if _has_lone_surrogate(item):
-                raise ValueError("Strings must be valid Unicode text: a lone surrogate.")
-        elif isinstance(item, (dict, list)):
-            if depth > MAX_JSON_DEPTH:
-                raise ValueError(f"Nesting deeper than {MAX_JSON_DEPTH} levels.")
-            if isinstance(item, dict):
-                stack.extend((key, depth) for key in item)
-                stack.extend((value, depth + 1) for value in item.values())
-            else:
-                stack.extend((value, depth + 1) for value in item)
-
-
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, with the limits of this module's doc."""
 
@@ -72,10 +45,12 @@ class JSONParser(parsers.JSONParser):
         try:
             text = codecs.getreader(encoding)(stream).read()
             data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-            check_storable(data)
+            # Infinite numbers were refused above; U+0000 is left to the fields, which name it.
+            if (problem := domain.json_problem(data, null_characters=True)) is not None:
+                raise ValueError(problem)
         except RecursionError:
             raise ParseError(
-                f"JSON parse error - nesting deeper than {MAX_JSON_DEPTH} levels."
+                f"JSON parse error - nesting deeper than {domain.MAX_JSON_DEPTH} levels."
             ) from None
         except (ValueError, LookupError) as exc:  # not JSON, not the encoding, out of range
             raise ParseError(f"JSON parse error - {exc}") from None

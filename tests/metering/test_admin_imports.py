@@ -15,7 +15,7 @@ from readings.models import Reading
 from tests.factories import MembershipFactory, MeterFactory
 from tests.metering.test_admin import messages_of, url
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("upload_dir")]
 
 IMPORT_URL = "/admin/metering/meter/import/"
 HEADER = "name,serial_number,meter_type,multiplier,place_code"
@@ -27,14 +27,6 @@ FILE = (
     "Nowhere,N-1,GAS,,NOPE\n"
     "Also good,G-2,WATER,,\n"
 )
-
-
-@pytest.fixture(autouse=True)
-def upload_dir(tmp_path, monkeypatch):
-    """Each test's uploads in a directory of its own."""
-    directory = tmp_path / "uploads"
-    monkeypatch.setattr(admin_imports, "UPLOAD_DIR", directory)
-    return directory
 
 
 def upload(client, account, text: str = FILE, *, kind: str = "meters", name: str = "m.csv"):

@@ -11,24 +11,14 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import RequestFactory
 
-from metering import admin_imports
 from metering.models import Meter
-from tests.conftest import login
-from tests.factories import MembershipFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("upload_dir")]
 
 IMPORT_URL = "/admin/metering/meter/import/"
 FILE = "name,serial_number,meter_type\n" + "".join(
     f"Meter {n},S-{n},ELECTRICITY\n" for n in range(200)
 )
-
-
-@pytest.fixture(autouse=True)
-def upload_dir(tmp_path, monkeypatch):
-    directory = tmp_path / "uploads"
-    monkeypatch.setattr(admin_imports, "UPLOAD_DIR", directory)
-    return directory
 
 
 def post(client, account, content: bytes, **extra):
@@ -62,11 +52,9 @@ def test_at_the_limit_the_file_is_previewed(member, account, settings):
     assert response.context["result"].created == 200
 
 
-def test_a_browser_post_with_its_csrf_token_gets_the_form_error(account, settings):
+def test_a_browser_post_with_its_csrf_token_gets_the_form_error(member, account, settings):
     """CSRF checks read the form before the view: the limit holds there already."""
-    user = UserFactory(is_staff=True)
-    MembershipFactory(user=user, account=account, role="MANAGER")
-    client = login(user)
+    client = member("MANAGER")
     client.handler.enforce_csrf_checks = True
     page = client.get(IMPORT_URL)
     token = page.context["csrf_token"]

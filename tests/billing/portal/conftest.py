@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import pathlib
-from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -13,7 +12,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 from rest_framework.test import APIClient
 
-from billing import services as billing_services
 from billing.models import BillingPeriod, Charge, Lease, Tenant
 from metering.models import Estate, Meter, Place
 from tests.factories import (
@@ -57,20 +55,6 @@ def meter(account, estate, lease) -> Meter:
     return MeterFactory(
         account=account, estate=estate, name="Electricity A12", serial_number="E-A12"
     )
-
-
-@pytest.fixture
-def make_portal(db) -> Callable[[Tenant], APIClient]:
-    """``make_portal(tenant)``: an API client holding a new portal key of the tenant."""
-
-    def make(tenant: Tenant) -> APIClient:
-        key, raw = billing_services.create_portal_key(tenant=tenant, name="tenant app")
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-        client.portal_key = key
-        return client
-
-    return make
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from billing import services as billing_services
 from billing.models import (
     AllocationRule,
     BillingPeriod,
@@ -328,11 +327,8 @@ class TestKeys:
         assert response["WWW-Authenticate"] == "Bearer"
         assert response.json()["error"]["code"] == "not_authenticated"
 
-    def test_portal_key_cannot_open_account_routes(self, account, world):
-        tenant = TenantFactory(account=account)
-        _, raw = billing_services.create_portal_key(tenant=tenant, name="p")
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    def test_portal_key_cannot_open_account_routes(self, account, world, make_portal):
+        client = make_portal(TenantFactory(account=account))
         for route in ACCOUNT_ROUTES:
             for method in route.methods:
                 response = call(client, method, fill(route, world), {})

@@ -12,7 +12,6 @@ import datetime as dt
 import pytest
 from rest_framework.test import APIClient
 
-from billing import services as billing_services
 from metering.models import IdempotencyRecord
 from readings.models import Reading
 from tests.factories import EstateFactory, LeaseFactory, MembershipFactory, MeterFactory
@@ -46,16 +45,13 @@ def session(account) -> APIClient:
 
 
 @pytest.fixture
-def portal(account, meter) -> APIClient:
+def portal(account, meter, make_portal) -> APIClient:
     """A tenant of the account whose lease covers ``meter``, with a portal key."""
     estate = EstateFactory(place__account=account)
     meter.estate, meter.place = estate, estate.place
     meter.save()
     lease = LeaseFactory(estate=estate, start_date=dt.date(2023, 1, 1))
-    _, raw = billing_services.create_portal_key(tenant=lease.tenant, name="app")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
+    return make_portal(lease.tenant)
 
 
 class TestTwoCredentialsOfOneAccount:
