@@ -59,7 +59,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 from django.db import IntegrityError, transaction
 
-from metering import services
+from metering import domain, services
 from metering.csv_files import CsvColumns, CsvImport, parse_bool
 from metering.models import Account, Estate, Gateway, Meter, Place
 
@@ -274,6 +274,8 @@ def meter_values(row: dict[str, str]) -> dict[str, Any]:
             properties = None
         if not isinstance(properties, dict):
             raise RowRejected("validation_error", "properties: must be a JSON object.")
+        if (problem := domain.json_problem(properties)) is not None:
+            raise RowRejected("validation_error", f"properties: {problem}")
         values["properties"] = properties
     return values
 

@@ -244,3 +244,19 @@ def test_missing_file_from_the_shell_exits_1_without_traceback(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"CommandError: Cannot read {tmp_path / 'missing.csv'}: No such file or directory."
     ]
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ('"{""a"": 1e400}"', "Numbers must be finite."),
+        ('"{""a"": ""x\\u0000y""}"', "Null characters are not allowed."),
+        ('"' + '{""a"": ' * 70 + "1" + "}" * 70 + '"', "Nesting deeper than 64 levels."),
+    ],
+)
+def test_properties_jsonb_cannot_store_are_a_rejected_row(account, tmp_path, cell, message):
+    """The API's rule for free JSON holds for the import too: a row error, no traceback."""
+    path = write(tmp_path, f"{HEADER},properties\nMain,E-1,ELECTRICITY,{cell}\nOk,E-2,WATER,\n")
+    lines, err, _ = run_rejected(path, "--account", "acme")
+    assert f"properties: {message}" in "\n".join(lines) + err
+    assert list(Meter.objects.values_list("serial_number", flat=True)) == ["E-2"]
